@@ -1,0 +1,117 @@
+"""Settings from the environment, with defaults that run on a laptop.
+
+Every value can be set with an environment variable of the same name in upper
+case. Secrets (``ADMIN_TOKEN``, ``DATABASE_URL``, ``REDIS_URL``) may instead be
+read from a file named by ``<NAME>_FILE``, the way container secrets are
+mounted. A variable that is set but empty counts as unset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_SESSION_TTL_SECONDS = 7200
+DEFAULT_DATA_DIR = ".data"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+def _read(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value:
+        return value
+    path = env.get(f"{name}_FILE")
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE: cannot read {path!r}: {exc.strerror}") from None
+        return text or None
+    return None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the SQLAlchemy spelling ``postgresql+asyncpg://`` as well."""
+    for prefix in ("postgresql+asyncpg://", "postgres+asyncpg://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Every Redis key and channel starts with this; tests give each app its own.
+    redis_prefix: str = "px:"
+    # PostgreSQL schema the server's tables live in (tests use one per test).
+    db_schema: str = "public"
+    session_ttl_seconds: int = DEFAULT_SESSION_TTL_SECONDS
+    allowed_origins: tuple[str, ...] = ()
+    admin_token: str | None = field(default=None, repr=False)
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    # Background work.
+    stats_flush_interval: float = 5.0
+    ws_heartbeat_seconds: float = 30.0
+    # Shutdown: how long in-flight requests get to finish.
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+    access_log: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        origins = _read(env, "ALLOWED_ORIGINS") or ""
+        database_url = _read(env, "DATABASE_URL")
+        return cls(
+            host=_read(env, "HOST") or DEFAULT_HOST,
+            port=_int(env, "PORT", DEFAULT_PORT),
+            database_url=normalise_database_url(database_url) if database_url else None,
+            redis_url=_read(env, "REDIS_URL"),
+            redis_prefix=_read(env, "REDIS_PREFIX") or "px:",
+            db_schema=_read(env, "DB_SCHEMA") or "public",
+            session_ttl_seconds=_int(env, "SESSION_TTL_SECONDS", DEFAULT_SESSION_TTL_SECONDS, minimum=1),
+            allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            admin_token=_read(env, "ADMIN_TOKEN"),
+            data_dir=Path(_read(env, "DATA_DIR") or DEFAULT_DATA_DIR),
+            stats_flush_interval=_float(env, "STATS_FLUSH_INTERVAL", 5.0),
+            ws_heartbeat_seconds=_float(env, "WS_HEARTBEAT_SECONDS", 30.0),
+            shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 10.0),
+            log_level=(_read(env, "LOG_LEVEL") or "INFO").upper(),
+            access_log=(_read(env, "ACCESS_LOG") or "1").lower() not in ("0", "false", "no", "off"),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

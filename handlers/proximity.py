@@ -1,0 +1,104 @@
+"""POST /session, POST /match and WS /ws/{ble_token}: the proximity contract."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from protocol.codec import SUBPROTOCOLS, DecodeError, codec_for
+from protocol.codes import CloseCode, ErrorCode
+from protocol.messages import FrameError, error_frame, parse_command, result_error, result_ok
+from proximity_server import keys
+from proximity_server.http import bearer_token, read_json_object
+from proximity_server.hub import Connection
+from proximity_server.proximity import iso_utc
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES: Final = 16 * 1024
+BAD_FRAMES_BEFORE_CLOSE: Final = 5
+SESSION_ID_QUERY: Final = "session_id"
+PROXIMITY_COMMANDS: Final = frozenset({"ping"})
+
+
+def _json(status: int, body: object) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+async def create_session(request: web.Request) -> web.Response:
+    data = await read_json_object(request, required=("ble_token", "interests"))
+    created = await request.app[keys.PROXIMITY].create_session(
+        data["ble_token"], data["interests"], presented_secret=bearer_token(request)
+    )
+    body = {"session_id": created.session_id, "expires_at": iso_utc(created.expires_at_ms)}
+    return _json(200 if created.refreshed else 201, body)
+
+
+async def match(request: web.Request) -> web.Response:
+    data = await read_json_object(request, required=("own_token", "detected_token"))
+    decision = await request.app[keys.PROXIMITY].attempt_match(
+        data["own_token"], data["detected_token"], bearer_token(request)
+    )
+    body = {
+        "match": decision.match,
+        "shared_interests": list(decision.shared_categories),
+        "nudge_sent": decision.nudged,
+    }
+    return _json(200, body)
+
+
+async def proximity_socket(request: web.Request) -> web.StreamResponse:
+    """The phone's nudge channel. The secret is checked before the upgrade."""
+    app = request.app
+    token = request.match_info["ble_token"]
+    auth = await app[keys.PROXIMITY].authenticate_socket(token, bearer_token(request, query_param=SESSION_ID_QUERY))
+    settings = app[keys.SETTINGS]
+    ws = web.WebSocketResponse(
+        protocols=SUBPROTOCOLS,
+        heartbeat=settings.ws_heartbeat_seconds,
+        max_msg_size=MAX_FRAME_BYTES,
+        compress=False,
+    )
+    await ws.prepare(request)
+    conn = Connection(ws, codec_for(ws.ws_protocol), request.transport, tag=auth.secret_hash)
+    hub = app[keys.HUB]
+    channel = app[keys.REDIS_KEYS].token_channel(token)
+    try:
+        await hub.join(channel, conn)
+    except Exception:
+        log.warning("could not subscribe a socket; closing it", exc_info=True)
+        await conn.close(CloseCode.INTERNAL_ERROR)
+        return ws
+    app[keys.SESSION_SOCKETS].watch(token, auth)
+    try:
+        await _read_commands(ws, conn)
+    finally:
+        hub.leave(channel, conn)
+    return ws
+
+
+async def _read_commands(ws: web.WebSocketResponse, conn: Connection) -> None:
+    bad_frames = 0
+    async for msg in ws:
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            try:
+                command = parse_command(conn.codec.decode(msg.data), PROXIMITY_COMMANDS)
+            except DecodeError as exc:
+                conn.send_message(error_frame(ErrorCode.BAD_FRAME, str(exc)))
+            except FrameError as exc:
+                if exc.command_id is None:
+                    conn.send_message(error_frame(exc.code, exc.message))
+                else:
+                    conn.send_message(result_error(exc.command_id, exc.code, exc.message))
+            else:
+                conn.send_message(result_ok(command.id, {"pong": True}))
+                continue
+            bad_frames += 1
+            if bad_frames >= BAD_FRAMES_BEFORE_CLOSE:
+                await conn.close(CloseCode.POLICY_VIOLATION)
+                return
+        elif msg.type is WSMsgType.ERROR:
+            return

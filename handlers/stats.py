@@ -1,0 +1,16 @@
+"""GET /stats: anonymised aggregates for admins."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from proximity_server import keys
+from proximity_server.http import bearer_token
+from proximity_server.stats import check_admin, today_stats
+
+
+async def stats(request: web.Request) -> web.Response:
+    check_admin(bearer_token(request), request.app[keys.SETTINGS].admin_token)
+    body = await today_stats(request.app[keys.STATS_STORE])
+    return web.Response(body=orjson.dumps(body), content_type="application/json")

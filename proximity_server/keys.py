@@ -1,0 +1,28 @@
+"""Typed application state keys (``web.AppKey``): nothing lives in globals."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from config.settings import Settings
+from proximity_server.broker import RedisBroker
+from proximity_server.hub import Hub
+from proximity_server.proximity import ProximityService, SessionSockets
+from proximity_server.stats import CounterFlusher
+from proximity_server.taxonomy import Taxonomy
+from store.keys import Keys
+from store.stats import StatsStore
+
+SETTINGS = web.AppKey("settings", Settings)
+TAXONOMY = web.AppKey("taxonomy", Taxonomy)
+REDIS_KEYS = web.AppKey("redis_keys", Keys)
+REDIS = web.AppKey("redis", aioredis.Redis)
+PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
+HUB = web.AppKey("hub", Hub)
+BROKER = web.AppKey("broker", RedisBroker)
+PROXIMITY = web.AppKey("proximity", ProximityService)
+SESSION_SOCKETS = web.AppKey("session_sockets", SessionSockets)
+STATS_STORE = web.AppKey("stats_store", StatsStore)
+FLUSHER = web.AppKey("flusher", CounterFlusher)

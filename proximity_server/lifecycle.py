@@ -1,0 +1,116 @@
+"""Resources with a lifetime, as ``cleanup_ctx`` generators.
+
+They start in this order and unwind in reverse: Redis client, PostgreSQL
+pool (migrated), stores and services, the pub/sub listener, the counter
+flusher and the session sweeper. On shutdown, sockets are closed with 1001
+first (``on_shutdown``); the flusher then writes the counters one last time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from protocol.codes import CloseCode
+from proximity_server import keys
+from proximity_server.broker import RedisBroker
+from proximity_server.hub import Hub
+from proximity_server.proximity import ProximityService, SessionSockets
+from proximity_server.stats import CounterFlusher
+from proximity_server.taxonomy import OTHER_CATEGORY
+from store import db, redis_client
+from store.proximity import ProximityStore
+from store.stats import StatsStore
+
+log = logging.getLogger(__name__)
+
+
+def _background(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    return asyncio.create_task(coro, name=name)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    assert settings.redis_url, "REDIS_URL is not configured"
+    client = redis_client.create_client(settings.redis_url)
+    app[keys.REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    assert settings.database_url, "DATABASE_URL is not configured"
+    pool = await db.create_pool(settings.database_url, settings.db_schema)
+    try:
+        await db.migrate(pool, settings.db_schema)
+    except BaseException:
+        await pool.close()
+        raise
+    app[keys.PG_POOL] = pool
+    yield
+    await pool.close()
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    client = app[keys.REDIS]
+    redis_keys = app[keys.REDIS_KEYS]
+    store = ProximityStore(client, redis_keys, OTHER_CATEGORY)
+    app[keys.PROXIMITY] = ProximityService(store, app[keys.TAXONOMY], settings.session_ttl_seconds)
+    app[keys.STATS_STORE] = StatsStore(client, app[keys.PG_POOL], redis_keys)
+
+    hub_ref: list[Hub] = []
+    broker = RedisBroker(client, f"{settings.redis_prefix}ev:control", lambda ch, raw: hub_ref[0].deliver(ch, raw))
+    hub = Hub(broker.subscribe, broker.unsubscribe)
+    hub_ref.append(hub)
+    app[keys.BROKER] = broker
+    app[keys.HUB] = hub
+    app[keys.SESSION_SOCKETS] = SessionSockets(store, hub, redis_keys)
+    yield
+
+
+async def pubsub_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = _background(app[keys.BROKER].run(), "pubsub-listener")
+    yield
+    await _cancel(task)
+
+
+async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = _background(app[keys.SESSION_SOCKETS].run(), "session-sweeper")
+    yield
+    await _cancel(task)
+
+
+async def flusher_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    flusher = CounterFlusher(app[keys.STATS_STORE], settings.stats_flush_interval)
+    app[keys.FLUSHER] = flusher
+    task = _background(flusher.run(), "counter-flusher")
+    yield
+    await _cancel(task)
+    try:
+        moved = await flusher.flush_once()
+        log.info("final counter flush", extra={"fields": moved})
+    except Exception:
+        log.exception("final counter flush failed; counters stay in Redis for the next start")
+
+
+async def close_sockets(app: web.Application) -> None:
+    hub = app.get(keys.HUB)
+    if hub is not None:
+        await hub.close_all(CloseCode.GOING_AWAY)
+
+
+CLEANUP_CONTEXTS = (redis_ctx, postgres_ctx, services_ctx, pubsub_ctx, flusher_ctx, sweeper_ctx)

@@ -1,0 +1,46 @@
+"""Redis key and channel names, built in one place.
+
+Every name starts with the configured prefix, so several apps (or tests) can
+share one Redis without seeing each other's data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    def session(self, ble_token: str) -> str:
+        return f"{self.prefix}session:{ble_token}"
+
+    @property
+    def active_sessions(self) -> str:
+        """Sorted set: BLE token -> session expiry (ms), for an exact live count."""
+        return f"{self.prefix}active_sessions"
+
+    @property
+    def pending_counters(self) -> str:
+        """Hash of counter deltas not yet flushed to PostgreSQL."""
+        return f"{self.prefix}counters:pending"
+
+    @property
+    def inflight_counters(self) -> str:
+        """Hash of the counter batch being flushed right now."""
+        return f"{self.prefix}counters:inflight"
+
+    @property
+    def token_channel_prefix(self) -> str:
+        return f"{self.prefix}ev:token:"
+
+    def token_channel(self, ble_token: str) -> str:
+        return f"{self.token_channel_prefix}{ble_token}"
+
+    @property
+    def user_channel_prefix(self) -> str:
+        return f"{self.prefix}ev:user:"
+
+    def user_channel(self, user_id: str) -> str:
+        return f"{self.user_channel_prefix}{user_id}"

@@ -1,0 +1,48 @@
+-- Decide a proximity match in one round trip: authenticate the caller, read
+-- both sessions, intersect categories, de-duplicate the pair, count, publish.
+-- KEYS[1] own session hash, KEYS[2] detected session hash, KEYS[3] pending counters hash
+-- ARGV[1] secret hash presented   ARGV[2] own token   ARGV[3] detected token
+-- ARGV[4] token channel prefix    ARGV[5] category that never matches ("other")
+-- ARGV[6] user channel prefix
+-- Returns {-1} unauthorised, {0} no match, {1, categories, nudged(0|1)}.
+
+local own = redis.call('HMGET', KEYS[1], 'secret', 'gid', 'interest_categories', 'user_id')
+if not own[1] or own[1] ~= ARGV[1] then
+  return {-1}
+end
+if KEYS[1] == KEYS[2] then
+  return {0}
+end
+local other = redis.call('HMGET', KEYS[2], 'gid', 'interest_categories', 'user_id')
+if not other[1] then
+  return {0}
+end
+
+local mine = {}
+for category in string.gmatch(own[3], '[^,]+') do mine[category] = true end
+local shared = {}
+for category in string.gmatch(other[2], '[^,]+') do
+  if mine[category] and category ~= ARGV[5] then shared[#shared + 1] = category end
+end
+if #shared == 0 then
+  return {0}
+end
+table.sort(shared)
+local csv = table.concat(shared, ',')
+
+-- Each session remembers which sessions it was nudged with; the marks die
+-- with the session, so a pair is nudged at most once per session lifetime.
+if redis.call('HSETNX', KEYS[1], 'n:' .. other[1], 1) == 0 then
+  return {1, csv, 0}
+end
+redis.call('HSET', KEYS[2], 'n:' .. own[2], 1)
+
+local t = redis.call('TIME')
+redis.call('HINCRBY', KEYS[3], 'm|' .. utc_day(tonumber(t[1])), 1)
+
+local event = 'nudge|' .. csv
+redis.call('PUBLISH', ARGV[4] .. ARGV[2], event)
+redis.call('PUBLISH', ARGV[4] .. ARGV[3], event)
+if own[4] then redis.call('PUBLISH', ARGV[6] .. own[4], event) end
+if other[3] then redis.call('PUBLISH', ARGV[6] .. other[3], event) end
+return {1, csv, 1}

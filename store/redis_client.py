@@ -1,0 +1,41 @@
+"""The Redis client and the server-side scripts it runs."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Final
+
+import redis.asyncio as aioredis
+
+LUA_DIR: Final = Path(__file__).with_name("lua")
+SOCKET_TIMEOUT_SECONDS: Final = 5.0
+CONNECT_TIMEOUT_SECONDS: Final = 2.0
+MAX_CONNECTIONS: Final = 64
+POOL_WAIT_SECONDS: Final = 2.0
+HEALTH_CHECK_INTERVAL_SECONDS: Final = 15
+
+
+def create_client(url: str) -> aioredis.Redis:
+    """A client whose pool waits (briefly) for a free connection instead of failing."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
+        health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+@cache
+def lua_source(name: str) -> str:
+    """A script from ``lua/``, with the shared prelude in front of it."""
+    prelude = (LUA_DIR / "_utc_day.lua").read_text(encoding="utf-8")
+    return prelude + (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+
+
+async def ping(client: aioredis.Redis) -> None:
+    await client.ping()

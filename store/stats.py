@@ -1,0 +1,166 @@
+"""Aggregate counters: accumulated in Redis on the hot path, flushed here to
+PostgreSQL, and read back for ``GET /stats``.
+
+Flushing is exactly-once. A script moves the pending counters to an
+"inflight" hash tagged with a batch id (or returns the inflight batch a crash
+left behind). The batch is added to PostgreSQL in one transaction that also
+records the batch id; only then is the inflight hash deleted. A batch retried
+after a crash finds its id recorded and is not counted twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from store.keys import Keys
+
+BATCH_FIELD = "batch"
+BATCH_RETENTION_DAYS = 7
+
+# Counter field names written by the Lua scripts: "s|DAY", "m|DAY", "c|DAY|CATEGORY".
+SESSIONS = "s"
+MATCHES = "m"
+CATEGORY = "c"
+
+_MOVE_PENDING = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return redis.call('HGETALL', KEYS[2])
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {}
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[2], 'batch', ARGV[1])
+return redis.call('HGETALL', KEYS[2])
+"""
+
+
+@dataclass
+class CounterBatch:
+    sessions: dict[dt.date, int] = field(default_factory=lambda: defaultdict(int))
+    matches: dict[dt.date, int] = field(default_factory=lambda: defaultdict(int))
+    categories: dict[tuple[dt.date, str], int] = field(default_factory=lambda: defaultdict(int))
+
+    def add_fields(self, fields: dict[str, str]) -> None:
+        for name, raw in fields.items():
+            parts = name.split("|")
+            if len(parts) < 2:
+                continue
+            try:
+                day = dt.date.fromisoformat(parts[1])
+                value = int(raw)
+            except ValueError:
+                continue
+            if parts[0] == SESSIONS:
+                self.sessions[day] += value
+            elif parts[0] == MATCHES:
+                self.matches[day] += value
+            elif parts[0] == CATEGORY and len(parts) == 3:
+                self.categories[(day, parts[2])] += value
+
+    @property
+    def empty(self) -> bool:
+        return not (self.sessions or self.matches or self.categories)
+
+
+@dataclass(frozen=True, slots=True)
+class DayStats:
+    total_sessions: int
+    total_matches: int
+    category_counts: dict[str, int]
+    active_sessions: int
+
+
+class StatsStore:
+    def __init__(self, client: aioredis.Redis, pool: asyncpg.Pool, keys: Keys) -> None:
+        self._client = client
+        self._pool = pool
+        self._keys = keys
+        self._move = client.register_script(_MOVE_PENDING)
+
+    async def flush(self) -> int:
+        """Move pending counters into PostgreSQL; returns how many fields moved."""
+        k = self._keys
+        flat = await self._move(keys=[k.pending_counters, k.inflight_counters], args=[uuid.uuid4().hex])
+        if not flat:
+            return 0
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        batch_id = fields.pop(BATCH_FIELD, None) or uuid.uuid4().hex
+        batch = CounterBatch()
+        batch.add_fields(fields)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._apply_batch_in_transaction(conn, batch_id, batch)
+        await self._client.delete(k.inflight_counters)
+        return len(fields)
+
+    @staticmethod
+    async def _apply_batch_in_transaction(conn: asyncpg.Connection, batch_id: str, batch: CounterBatch) -> None:
+        first = await conn.fetchval(
+            "INSERT INTO stats_flush_batches (batch_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING batch_id",
+            batch_id,
+        )
+        if first is None:
+            return  # applied before a crash; only the Redis clean-up was lost
+        days = set(batch.sessions) | set(batch.matches)
+        if days:
+            await conn.executemany(
+                """INSERT INTO daily_stats (date, total_sessions, total_matches) VALUES ($1, $2, $3)
+                   ON CONFLICT (date) DO UPDATE
+                   SET total_sessions = daily_stats.total_sessions + EXCLUDED.total_sessions,
+                       total_matches = daily_stats.total_matches + EXCLUDED.total_matches""",
+                [(day, batch.sessions.get(day, 0), batch.matches.get(day, 0)) for day in sorted(days)],
+            )
+        if batch.categories:
+            await conn.executemany(
+                """INSERT INTO interest_category_counts (date, category, count) VALUES ($1, $2, $3)
+                   ON CONFLICT (date, category) DO UPDATE
+                   SET count = interest_category_counts.count + EXCLUDED.count""",
+                [(day, category, n) for (day, category), n in sorted(batch.categories.items())],
+            )
+        await conn.execute(
+            "DELETE FROM stats_flush_batches WHERE flushed_at < now() - make_interval(days => $1)",
+            BATCH_RETENTION_DAYS,
+        )
+
+    async def prune_expired_sessions(self, now_ms: int) -> int:
+        removed = await self._client.zremrangebyscore(self._keys.active_sessions, "-inf", now_ms)
+        return int(removed)
+
+    async def day_stats(self, day: dt.date, now_ms: int) -> DayStats:
+        """Durable counts for ``day`` plus what Redis holds that is not flushed yet."""
+        k = self._keys
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(k.pending_counters)
+            pipe.hgetall(k.inflight_counters)
+            pipe.zcount(k.active_sessions, f"({now_ms}", "+inf")
+            pending, inflight, active = await pipe.execute()
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """SELECT d.total_sessions, d.total_matches,
+                          EXISTS (SELECT 1 FROM stats_flush_batches WHERE batch_id = $2) AS inflight_applied
+                   FROM (SELECT $1::date AS date) AS q
+                   LEFT JOIN daily_stats d ON d.date = q.date""",
+                day,
+                inflight.get(BATCH_FIELD, ""),
+            )
+            rows = await conn.fetch("SELECT category, count FROM interest_category_counts WHERE date = $1", day)
+        unflushed = CounterBatch()
+        unflushed.add_fields(pending)
+        if inflight and not row["inflight_applied"]:
+            unflushed.add_fields({n: v for n, v in inflight.items() if n != BATCH_FIELD})
+        categories: dict[str, int] = {r["category"]: int(r["count"]) for r in rows}
+        for (d, category), n in unflushed.categories.items():
+            if d == day:
+                categories[category] = categories.get(category, 0) + n
+        return DayStats(
+            total_sessions=int(row["total_sessions"] or 0) + unflushed.sessions.get(day, 0),
+            total_matches=int(row["total_matches"] or 0) + unflushed.matches.get(day, 0),
+            category_counts=categories,
+            active_sessions=int(active),
+        )
