@@ -98,6 +98,7 @@ async def _read_commands(ws: web.WebSocketResponse, conn: Connection) -> None:
                 continue
             bad_frames += 1
             if bad_frames >= BAD_FRAMES_BEFORE_CLOSE:
+                await conn.flush()
                 await conn.close(CloseCode.POLICY_VIOLATION)
                 return
         elif msg.type is WSMsgType.ERROR:

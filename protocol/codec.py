@@ -36,7 +36,7 @@ class Codec:
             if self.binary:
                 if isinstance(data, str):
                     raise DecodeError("expected a binary frame")
-                return msgpack.unpackb(data, raw=False, strict_map_key=True, max_buffer_size=len(data))
+                return msgpack.unpackb(data, raw=False, strict_map_key=True)
             return orjson.loads(data)
         except DecodeError:
             raise

@@ -88,6 +88,12 @@ class Connection:
         finally:
             self._writer = None
 
+    async def flush(self) -> None:
+        """Wait until queued frames are written (e.g. an error before a close)."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.wait([writer], timeout=CLOSE_TIMEOUT_SECONDS)
+
     def close_soon(self, code: CloseCode) -> None:
         """Close in the background with a named code (idempotent)."""
         if self._closing:

@@ -27,7 +27,7 @@ def create_client(url: str) -> aioredis.Redis:
         timeout=POOL_WAIT_SECONDS,
         health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
 
 
 @cache
