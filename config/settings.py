@@ -72,8 +72,8 @@ def normalise_database_url(url: str) -> str:
 class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    database_url: str | None = None
-    redis_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_url: str | None = field(default=None, repr=False)
     # Every Redis key and channel starts with this; tests give each app its own.
     redis_prefix: str = "px:"
     # PostgreSQL schema the server's tables live in (tests use one per test).

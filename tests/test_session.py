@@ -34,7 +34,7 @@ async def test_create_session_returns_secret_and_expiry(
 
 
 async def test_live_token_conflicts_without_its_secret(client: AppClient) -> None:
-    token, secret = await open_session(client, ["devops"])
+    token, _ = await open_session(client, ["devops"])
     again = await client.post("/session", json={"ble_token": token, "interests": ["devops"]})
     assert again.status == 409
     assert (await again.json())["error"]["code"] == "conflict"
