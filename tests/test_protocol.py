@@ -49,6 +49,7 @@ def test_command_envelope() -> None:
     known = frozenset({"ping"})
     command = parse_command({"type": "ping", "id": "x", "extra": 1}, known)
     assert (command.type, command.id, command.fields) == ("ping", "x", {"extra": 1})
+    bad: object
     for bad in ([], {"id": 1}, {"type": 5, "id": 1}, {"type": "ping"}, {"type": "ping", "id": True}):
         with pytest.raises(FrameError):
             parse_command(bad, known)

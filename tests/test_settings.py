@@ -20,7 +20,7 @@ def test_environment_values(tmp_path: Path) -> None:
     secret.write_text("from-a-file\n")
     s = Settings.from_env(
         {
-            "HOST": "0.0.0.0",
+            "HOST": "0.0.0.0",  # noqa: S104
             "PORT": "9000",
             "DATABASE_URL": "postgresql+asyncpg://u:p@db/sighej",
             "REDIS_URL": "redis://r:6379/1",
