@@ -24,6 +24,7 @@ from proximity_server.proximity import ProximityService, SessionSockets
 from proximity_server.stats import CounterFlusher
 from proximity_server.taxonomy import OTHER_CATEGORY
 from store import db, redis_client
+from store.mux import MuxRedis
 from store.proximity import ProximityStore
 from store.stats import StatsStore
 
@@ -44,8 +45,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     assert settings.redis_url, "REDIS_URL is not configured"
     client = redis_client.create_client(settings.redis_url)
+    mux = MuxRedis(settings.redis_url)
     app[keys.REDIS] = client
+    app[keys.REDIS_MUX] = mux
     yield
+    await mux.aclose()
     await client.aclose()
 
 
@@ -67,7 +71,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     client = app[keys.REDIS]
     redis_keys = app[keys.REDIS_KEYS]
-    store = ProximityStore(client, redis_keys, OTHER_CATEGORY)
+    store = ProximityStore(client, app[keys.REDIS_MUX], redis_keys, OTHER_CATEGORY)
     app[keys.PROXIMITY] = ProximityService(store, app[keys.TAXONOMY], settings.session_ttl_seconds)
     app[keys.STATS_STORE] = StatsStore(client, app[keys.PG_POOL], redis_keys)
 

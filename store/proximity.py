@@ -14,6 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from store.keys import Keys
+from store.mux import MuxRedis
 from store.redis_client import lua_source
 
 
@@ -52,12 +53,13 @@ _NO_MATCH = MatchDecision(authorised=True, match=False)
 
 
 class ProximityStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys, never_matching_category: str) -> None:
+    def __init__(self, client: aioredis.Redis, mux: MuxRedis, keys: Keys, never_matching_category: str) -> None:
         self._client = client
+        self._mux = mux  # the hot path's shared, pipelined connection
         self._keys = keys
         self._never = never_matching_category
-        self._create = client.register_script(lua_source("create_session"))
-        self._match = client.register_script(lua_source("match"))
+        self._create = mux.register_script(lua_source("create_session"))
+        self._match = mux.register_script(lua_source("match"))
 
     async def write_session(
         self,
@@ -73,9 +75,10 @@ class ProximityStore:
     ) -> SessionWriteResult:
         """Create the session, or refresh it when the caller proved it owns it."""
         k = self._keys
-        status, expires_ms, gid = await self._create(
-            keys=[k.session(ble_token), k.active_sessions, k.pending_counters],
-            args=[
+        status, expires_ms, gid = await self._mux.evalsha(
+            self._create,
+            [k.session(ble_token), k.active_sessions, k.pending_counters],
+            [
                 secret_hash,
                 presented_secret_hash or "",
                 interests_hash,
@@ -90,9 +93,10 @@ class ProximityStore:
 
     async def decide_match(self, *, own_token: str, detected_token: str, presented_secret_hash: str) -> MatchDecision:
         k = self._keys
-        reply = await self._match(
-            keys=[k.session(own_token), k.session(detected_token), k.pending_counters],
-            args=[
+        reply = await self._mux.evalsha(
+            self._match,
+            [k.session(own_token), k.session(detected_token), k.pending_counters],
+            [
                 presented_secret_hash,
                 own_token,
                 detected_token,

@@ -1,0 +1,212 @@
+"""A multiplexed Redis connection for the hot path.
+
+``POST /session`` and ``POST /match`` each run one script. With a pooled
+client every concurrent request checks a connection out, writes its command
+with its own system call, and reads its reply through a Python parser; the
+flame graph of ``/match`` under load showed a third of the process's CPU in
+that machinery. Here all concurrent requests share one connection:
+
+* commands issued during one turn of the event loop are written together,
+  with one ``write`` (Redis pipelines them for free);
+* replies are parsed by hiredis (the C parser redis-py also uses) and handed,
+  in order, to the futures waiting for them;
+* a connection that breaks fails every command in flight with
+  ``ConnectionError`` (the error middleware answers 503) and the next command
+  reconnects; a reply that does not come within ``REPLY_TIMEOUT_SECONDS``
+  breaks the connection the same way, so nothing waits forever.
+
+Everything that is not the hot path keeps using redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections import deque
+from typing import Any, Final
+
+import hiredis
+from redis.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+CONNECT_TIMEOUT_SECONDS: Final = 2.0
+REPLY_TIMEOUT_SECONDS: Final = 5.0
+WATCHDOG_SECONDS: Final = 1.0
+
+Arg = str | bytes | int
+
+
+def encode_command(args: tuple[Arg, ...]) -> bytes:
+    """RESP array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, int):
+            data = b"%d" % arg
+        else:
+            data = arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class _RespProtocol(asyncio.Protocol):
+    def __init__(self, owner: MuxRedis) -> None:
+        self._owner = owner
+        self._reader = hiredis.Reader(notEnoughData=False, encoding="utf-8", errors="replace")
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        waiting = self._owner._waiting
+        while True:
+            reply = reader.gets()
+            if reply is False:
+                return
+            if not waiting:
+                continue
+            future, _ = waiting.popleft()
+            if future.done():
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                future.set_exception(ResponseError(str(reply)))
+            else:
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner._lost(self, exc)
+
+
+class MuxRedis:
+    """One shared connection; ``execute`` and ``evalsha`` are safe to call concurrently."""
+
+    def __init__(self, url: str) -> None:
+        self._params = parse_url(url)
+        if "connection_class" in self._params and "path" not in self._params:
+            raise ValueError("the multiplexed client supports redis:// and unix:// URLs")
+        self._protocol: _RespProtocol | None = None
+        self._connecting: asyncio.Future[_RespProtocol] | None = None
+        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._outbox: list[bytes] = []
+        self._flush_scheduled = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._scripts: dict[str, str] = {}  # sha -> source
+
+    async def execute(self, *args: Arg) -> Any:
+        protocol = self._protocol or await self._connect()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append((future, time.monotonic()))
+        self._outbox.append(encode_command(args))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush, protocol)
+        return await future
+
+    def register_script(self, source: str) -> str:
+        sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+        self._scripts[sha] = source
+        return sha
+
+    async def evalsha(self, sha: str, keys: list[str], args: list[Arg]) -> Any:
+        try:
+            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        # First use on this Redis (or after a restart / SCRIPT FLUSH): load it once.
+        await self.execute("SCRIPT", "LOAD", self._scripts[sha])
+        return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+
+    def _flush(self, protocol: _RespProtocol) -> None:
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, []
+        if protocol is not self._protocol or protocol.transport is None:
+            return  # the connection died; its waiters were failed already
+        protocol.transport.write(b"".join(outbox))
+
+    async def _connect(self) -> _RespProtocol:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+        try:
+            return await asyncio.shield(self._connecting)
+        finally:
+            if self._connecting is not None and self._connecting.done():
+                self._connecting = None
+
+    async def _open(self) -> _RespProtocol:
+        loop = asyncio.get_running_loop()
+        p = self._params
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                if "path" in p:
+                    _, protocol = await loop.create_unix_connection(lambda: _RespProtocol(self), p["path"])
+                else:
+                    _, protocol = await loop.create_connection(
+                        lambda: _RespProtocol(self), p.get("host", "localhost"), p.get("port", 6379)
+                    )
+        except (OSError, TimeoutError) as exc:
+            raise RedisConnectionError(f"cannot connect to Redis: {exc!r}") from exc
+        assert protocol.transport is not None
+        handshake: list[tuple[Arg, ...]] = []
+        if p.get("password"):
+            handshake.append(("AUTH", p.get("username") or "default", p["password"]))
+        if p.get("db"):
+            handshake.append(("SELECT", int(p["db"])))
+        self._protocol = protocol
+        try:
+            for command in handshake:
+                await self.execute(*command)
+        except Exception:
+            protocol.transport.close()
+            self._protocol = None
+            raise
+        self._watchdog = loop.call_later(WATCHDOG_SECONDS, self._check_timeouts)
+        return protocol
+
+    def _check_timeouts(self) -> None:
+        protocol = self._protocol
+        if protocol is None:
+            return
+        if self._waiting and time.monotonic() - self._waiting[0][1] > REPLY_TIMEOUT_SECONDS:
+            self._fail_all(RedisTimeoutError("Redis did not answer in time"))
+            self._protocol = None
+            if protocol.transport is not None:
+                protocol.transport.abort()
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(WATCHDOG_SECONDS, self._check_timeouts)
+
+    def _lost(self, protocol: _RespProtocol, exc: Exception | None) -> None:
+        if self._protocol is protocol:
+            self._protocol = None
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._fail_all(RedisConnectionError(f"connection to Redis lost: {exc!r}"))
+
+    def _fail_all(self, exc: Exception) -> None:
+        waiting, self._waiting = self._waiting, deque()
+        self._outbox.clear()
+        for future, _ in waiting:
+            if not future.done():
+                future.set_exception(exc)
+
+    async def aclose(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+        self._fail_all(RedisConnectionError("client closed"))
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._connecting
