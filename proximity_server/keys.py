@@ -13,12 +13,14 @@ from proximity_server.proximity import ProximityService, SessionSockets
 from proximity_server.stats import CounterFlusher
 from proximity_server.taxonomy import Taxonomy
 from store.keys import Keys
+from store.mux import MuxRedis
 from store.stats import StatsStore
 
 SETTINGS = web.AppKey("settings", Settings)
 TAXONOMY = web.AppKey("taxonomy", Taxonomy)
 REDIS_KEYS = web.AppKey("redis_keys", Keys)
 REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS_MUX = web.AppKey("redis_mux", MuxRedis)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 HUB = web.AppKey("hub", Hub)
 BROKER = web.AppKey("broker", RedisBroker)

@@ -90,7 +90,7 @@ class MuxRedis:
     """One shared connection; ``execute`` and ``evalsha`` are safe to call concurrently."""
 
     def __init__(self, url: str) -> None:
-        self._params = parse_url(url)
+        self._params = parse_url(url)  # type: ignore[no-untyped-call]
         if "connection_class" in self._params and "path" not in self._params:
             raise ValueError("the multiplexed client supports redis:// and unix:// URLs")
         self._protocol: _RespProtocol | None = None
