@@ -7,14 +7,15 @@ with a named code for bad JSON, missing, unknown or wrongly typed fields.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection
 from typing import Any, Final
 
 import orjson
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from protocol.codes import ErrorCode
-from proximity_server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from proximity_server.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 
 MAX_JSON_BODY_BYTES: Final = 64 * 1024
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -31,7 +32,10 @@ async def read_json_object(
         raise UnsupportedMediaType(f"send the body as {JSON_CONTENT_TYPE}")
     if request.content_length is not None and request.content_length > MAX_JSON_BODY_BYTES:
         raise PayloadTooLarge(f"the body may be at most {MAX_JSON_BODY_BYTES} bytes")
-    body = await _read_limited(request)
+    try:
+        body = await request.read()  # the app's client_max_size is MAX_JSON_BODY_BYTES
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the body may be at most {MAX_JSON_BODY_BYTES} bytes") from None
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -46,17 +50,6 @@ async def read_json_object(
         shown = ", ".join(repr(n[:40]) for n in sorted(unknown)[:5])
         raise BadRequest(f"unknown field(s): {shown}", code=ErrorCode.UNKNOWN_FIELD)
     return data
-
-
-async def _read_limited(request: web.Request) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(MAX_JSON_BODY_BYTES):
-        size += len(chunk)
-        if size > MAX_JSON_BODY_BYTES:
-            raise PayloadTooLarge(f"the body may be at most {MAX_JSON_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def require_str(data: dict[str, Any], name: str) -> str:
@@ -80,3 +73,61 @@ def bearer_token(request: web.Request, *, query_param: str | None = None) -> str
         if value:
             return value
     return None
+
+
+def path_uuid(request: web.Request, name: str, what: str) -> str:
+    """A UUID path parameter in canonical form; a malformed one is 404 ``what``."""
+    try:
+        return str(uuid.UUID(request.match_info[name]))
+    except ValueError:
+        raise NotFound(f"no such {what}") from None
+
+
+async def read_json_value(request: web.Request) -> Any:
+    """The body as any JSON value (for bodies that are not objects, e.g. a list)."""
+    if request.content_type != JSON_CONTENT_TYPE:
+        raise UnsupportedMediaType(f"send the body as {JSON_CONTENT_TYPE}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(MAX_JSON_BODY_BYTES):
+        size += len(chunk)
+        if size > MAX_JSON_BODY_BYTES:
+            raise PayloadTooLarge(f"the body may be at most {MAX_JSON_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body is not valid JSON", code=ErrorCode.BAD_JSON) from None
+
+
+MULTIPART_CONTENT_TYPE: Final = "multipart/form-data"
+MULTIPART_CHUNK_BYTES: Final = 64 * 1024
+# Room for boundaries and part headers on top of the file itself.
+MULTIPART_OVERHEAD_BYTES: Final = 16 * 1024
+
+
+async def read_multipart_file(request: web.Request, field: str, limit: int) -> bytes:
+    """The bytes of one ``multipart/form-data`` field, read in chunks and
+    refused with 413 as soon as they pass ``limit`` (the app-wide
+    ``client_max_size`` is for JSON bodies and does not apply here)."""
+    if request.content_type != MULTIPART_CONTENT_TYPE:
+        raise UnsupportedMediaType(f"send the file as {MULTIPART_CONTENT_TYPE} with a '{field}' field")
+    too_large = PayloadTooLarge(f"the file may be at most {limit} bytes")
+    if request.content_length is not None and request.content_length > limit + MULTIPART_OVERHEAD_BYTES:
+        raise too_large
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name != field:
+                raise BadRequest(f"send exactly one field, '{field}'", code=ErrorCode.UNKNOWN_FIELD)
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := await part.read_chunk(MULTIPART_CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except (ValueError, AssertionError, RuntimeError):
+        raise BadRequest("the multipart body is malformed") from None
+    raise BadRequest(f"missing field '{field}'", code=ErrorCode.INVALID_FIELD)

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import time
 from collections import deque
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import hiredis
 from redis.connection import parse_url
@@ -61,8 +61,7 @@ class _RespProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass asyncio's
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader

@@ -9,6 +9,7 @@ them afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -26,6 +28,13 @@ from proximity_server.embedded import EmbeddedServices
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 16
 TEST_DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "test"
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests run on uvloop, like the server."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")
