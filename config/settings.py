@@ -1,13 +1,14 @@
 """Settings from the environment, with defaults that run on a laptop.
 
 Every value can be set with an environment variable of the same name in upper
-case. Secrets (``ADMIN_TOKEN``, ``DATABASE_URL``, ``REDIS_URL``) may instead be
+case. Secrets (``ADMIN_TOKEN``, ``DATABASE_URL``, ``REDIS_URL``, ``JWT_SECRET``) may instead be
 read from a file named by ``<NAME>_FILE``, the way container secrets are
 mounted. A variable that is set but empty counts as unset.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,12 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_SESSION_TTL_SECONDS = 7200
 DEFAULT_DATA_DIR = ".data"
+DEFAULT_JWT_ISSUER = "proximity_server"
+DEFAULT_JWT_AUDIENCE = "proximity_app"
+DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE = 10
+DEFAULT_RATE_LIMIT_API_PER_MINUTE = 100
+PASSWORD_HASH_PROFILES = ("production", "test")
+DEFAULT_PASSWORD_HASH_PROFILE = PASSWORD_HASH_PROFILES[0]
 
 
 class SettingsError(ValueError):
@@ -60,6 +67,28 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IPs or CIDRs, each checked (and normalised)."""
+    raw = _read(env, name) or ""
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name}: {item!r} is not an IP address or CIDR") from None
+    return tuple(networks)
+
+
+def _profile(env: Mapping[str, str]) -> str:
+    profile = (_read(env, "PASSWORD_HASH_PROFILE") or DEFAULT_PASSWORD_HASH_PROFILE).lower()
+    if profile not in PASSWORD_HASH_PROFILES:
+        choices = ", ".join(PASSWORD_HASH_PROFILES)
+        raise SettingsError(f"PASSWORD_HASH_PROFILE must be one of {choices}, got {profile!r}")
+    return profile
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the SQLAlchemy spelling ``postgresql+asyncpg://`` as well."""
     for prefix in ("postgresql+asyncpg://", "postgres+asyncpg://"):
@@ -89,6 +118,16 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
     access_log: bool = True
+    # Accounts. Without a JWT secret, one is generated once under data_dir.
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_issuer: str = DEFAULT_JWT_ISSUER
+    jwt_audience: str = DEFAULT_JWT_AUDIENCE
+    rate_limit_auth_per_minute: int = DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE
+    rate_limit_api_per_minute: int = DEFAULT_RATE_LIMIT_API_PER_MINUTE
+    # Peers whose X-Forwarded-For is believed (IPs or CIDRs).
+    trusted_proxies: tuple[str, ...] = ()
+    # "production" argon2id parameters, or cheap "test" ones for the test suite.
+    password_hash_profile: str = DEFAULT_PASSWORD_HASH_PROFILE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +150,17 @@ class Settings:
             shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 10.0),
             log_level=(_read(env, "LOG_LEVEL") or "INFO").upper(),
             access_log=(_read(env, "ACCESS_LOG") or "1").lower() not in ("0", "false", "no", "off"),
+            jwt_secret=_read(env, "JWT_SECRET"),
+            jwt_issuer=_read(env, "JWT_ISSUER") or DEFAULT_JWT_ISSUER,
+            jwt_audience=_read(env, "JWT_AUDIENCE") or DEFAULT_JWT_AUDIENCE,
+            rate_limit_auth_per_minute=_int(
+                env, "RATE_LIMIT_AUTH_PER_MINUTE", DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE, minimum=1
+            ),
+            rate_limit_api_per_minute=_int(
+                env, "RATE_LIMIT_API_PER_MINUTE", DEFAULT_RATE_LIMIT_API_PER_MINUTE, minimum=1
+            ),
+            trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
+            password_hash_profile=_profile(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -10,6 +10,7 @@ from proximity_server import keys
 from proximity_server.http import MAX_JSON_BODY_BYTES
 from proximity_server.lifecycle import CLEANUP_CONTEXTS, close_sockets
 from proximity_server.middlewares import error_envelope, make_request_context
+from proximity_server.rate_limit import TrustedProxies
 from proximity_server.routes import add_routes
 from proximity_server.taxonomy import load_taxonomy
 from store.keys import Keys
@@ -23,6 +24,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.TAXONOMY] = load_taxonomy()
     app[keys.REDIS_KEYS] = Keys(settings.redis_prefix)
+    app[keys.TRUSTED_PROXIES] = TrustedProxies(settings.trusted_proxies)
     app.cleanup_ctx.extend(CLEANUP_CONTEXTS)
     app.on_shutdown.append(close_sockets)
     routes = add_routes(app)

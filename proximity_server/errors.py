@@ -66,3 +66,10 @@ class RateLimited(ApiError):
 class ServiceUnavailable(ApiError):
     status = 503
     code = ErrorCode.UNAVAILABLE
+
+
+WEAK_PASSWORD_CODE = "weak_password"  # noqa: S105 (an error code)
+
+
+class WeakPassword(BadRequest):
+    code = WEAK_PASSWORD_CODE

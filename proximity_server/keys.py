@@ -7,11 +7,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from config.settings import Settings
+from proximity_server.accounts import AccountService
 from proximity_server.broker import RedisBroker
 from proximity_server.hub import Hub
 from proximity_server.proximity import ProximityService, SessionSockets
+from proximity_server.rate_limit import RateLimiter, TrustedProxies
 from proximity_server.stats import CounterFlusher
 from proximity_server.taxonomy import Taxonomy
+from proximity_server.tokens import AccessTokens
 from store.keys import Keys
 from store.mux import MuxRedis
 from store.stats import StatsStore
@@ -28,3 +31,7 @@ PROXIMITY = web.AppKey("proximity", ProximityService)
 SESSION_SOCKETS = web.AppKey("session_sockets", SessionSockets)
 STATS_STORE = web.AppKey("stats_store", StatsStore)
 FLUSHER = web.AppKey("flusher", CounterFlusher)
+ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokens)
+ACCOUNTS = web.AppKey("accounts", AccountService)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", TrustedProxies)

@@ -1,7 +1,8 @@
 """Resources with a lifetime, as ``cleanup_ctx`` generators.
 
 They start in this order and unwind in reverse: Redis client, PostgreSQL
-pool (migrated), stores and services, the pub/sub listener, the counter
+pool (migrated), stores and services, accounts (password-hash threads, JWT
+key), the pub/sub listener, the counter
 flusher and the session sweeper. On shutdown, sockets are closed with 1001
 first (``on_shutdown``); the flusher then writes the counters one last time.
 """
@@ -11,21 +12,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
 
 from protocol.codes import CloseCode
 from proximity_server import keys
+from proximity_server.accounts import AccountService
 from proximity_server.broker import RedisBroker
 from proximity_server.hub import Hub
+from proximity_server.passwords import PROFILES, Passwords
 from proximity_server.proximity import ProximityService, SessionSockets
+from proximity_server.rate_limit import RateLimiter
 from proximity_server.stats import CounterFlusher
 from proximity_server.taxonomy import OTHER_CATEGORY
+from proximity_server.tokens import AccessTokens, load_or_create_secret
 from store import db, redis_client
+from store.accounts import AccountStore
 from store.mux import MuxRedis
 from store.proximity import ProximityStore
+from store.rate_limit import RateLimitStore
 from store.stats import StatsStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +94,27 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Password hashing threads, the JWT key, and the account service."""
+    settings = app[keys.SETTINGS]
+    secret = load_or_create_secret(settings.jwt_secret, settings.data_dir)
+    tokens = AccessTokens(secret, settings.jwt_issuer, settings.jwt_audience)
+    limiter = RateLimiter(
+        RateLimitStore(app[keys.REDIS]),
+        app[keys.REDIS_KEYS],
+        settings.rate_limit_auth_per_minute,
+        settings.rate_limit_api_per_minute,
+    )
+    executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="password-hash")
+    passwords = Passwords(PROFILES[settings.password_hash_profile], executor)
+    store = AccountStore(app[keys.PG_POOL], app[keys.REDIS], app[keys.REDIS_KEYS])
+    app[keys.ACCESS_TOKENS] = tokens
+    app[keys.RATE_LIMITER] = limiter
+    app[keys.ACCOUNTS] = AccountService(store, passwords, tokens, limiter)
+    yield
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
 async def pubsub_ctx(app: web.Application) -> AsyncIterator[None]:
     task = _background(app[keys.BROKER].run(), "pubsub-listener")
     yield
@@ -117,4 +147,4 @@ async def close_sockets(app: web.Application) -> None:
         await hub.close_all(CloseCode.GOING_AWAY)
 
 
-CLEANUP_CONTEXTS = (redis_ctx, postgres_ctx, services_ctx, pubsub_ctx, flusher_ctx, sweeper_ctx)
+CLEANUP_CONTEXTS = (redis_ctx, postgres_ctx, services_ctx, accounts_ctx, pubsub_ctx, flusher_ctx, sweeper_ctx)

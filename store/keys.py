@@ -44,3 +44,11 @@ class Keys:
 
     def user_channel(self, user_id: str) -> str:
         return f"{self.user_channel_prefix}{user_id}"
+
+    def tokens_valid_after(self, user_id: str) -> str:
+        """Cached cut-off (unix ms) before which the user's access tokens are refused."""
+        return f"{self.prefix}user:{user_id}:tokens_valid_after"
+
+    def rate_limit(self, scope: str, subject: str, window: int) -> str:
+        """Counter of one fixed rate-limit window (``subject`` is an IP, a user id or an email digest)."""
+        return f"{self.prefix}rl:{scope}:{subject}:{window}"

@@ -1,0 +1,134 @@
+"""Access tokens (JWT, HS256) and opaque refresh tokens.
+
+Access tokens carry ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` (the user id)
+and ``jti``; all are required when decoding, and only HS256 is accepted, so
+``alg: none`` and tokens signed with any other algorithm are refused. ``iat``
+has millisecond precision so that "log out everywhere" can tell a token
+issued just before it from one issued just after.
+
+Refresh tokens are 256 random bits; only their SHA-256 is ever stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import jwt
+
+JWT_ALGORITHM: Final = "HS256"
+ACCESS_TOKEN_TTL_SECONDS: Final = 15 * 60
+REFRESH_TOKEN_TTL_SECONDS: Final = 7 * 24 * 3600
+REFRESH_TOKEN_BYTES: Final = 32
+JWT_SECRET_BYTES: Final = 32
+JWT_SECRET_FILE_NAME: Final = "jwt_secret"  # noqa: S105 (a file name)
+JWT_SECRET_FILE_MODE: Final = 0o600
+MIN_JWT_SECRET_LENGTH: Final = 32
+_REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub", "jti")
+
+
+class InvalidToken(Exception):
+    """The access token is malformed, forged, expired or not for us."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: str
+    jti: str
+    issued_at: float  # unix seconds, millisecond precision
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedAccessToken:
+    token: str
+    claims: AccessClaims
+    expires_in: int
+
+
+class AccessTokens:
+    def __init__(self, secret: bytes, issuer: str, audience: str, ttl_seconds: int = ACCESS_TOKEN_TTL_SECONDS) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self._audience = audience
+        self._ttl = ttl_seconds
+
+    def issue(self, user_id: str, now: float) -> IssuedAccessToken:
+        issued_at = round(now, 3)
+        jti = uuid.uuid4().hex
+        payload = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": user_id,
+            "iat": issued_at,
+            "exp": int(now) + self._ttl,
+            "jti": jti,
+        }
+        token = jwt.encode(payload, self._secret, algorithm=JWT_ALGORITHM)
+        return IssuedAccessToken(token, AccessClaims(user_id, jti, issued_at), self._ttl)
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[JWT_ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": list(_REQUIRED_CLAIMS)},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from None
+        sub, jti, iat = payload["sub"], payload["jti"], payload["iat"]
+        if not isinstance(sub, str) or not isinstance(jti, str) or not isinstance(iat, int | float):
+            raise InvalidToken("malformed claims")
+        try:
+            user_id = str(uuid.UUID(sub))
+        except ValueError:
+            raise InvalidToken("malformed subject") from None
+        return AccessClaims(user_id, jti, float(iat))
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+
+
+def refresh_token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def load_or_create_secret(configured: str | None, data_dir: Path) -> bytes:
+    """The configured secret, or the one kept in ``data_dir`` (created once).
+
+    Creation is atomic: the secret is written to a private temporary file and
+    hard-linked into place, which fails if another process got there first;
+    then everybody reads the one that won.
+    """
+    if configured:
+        if len(configured) < MIN_JWT_SECRET_LENGTH:
+            raise ValueError(f"JWT_SECRET must be at least {MIN_JWT_SECRET_LENGTH} characters")
+        return configured.encode()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / JWT_SECRET_FILE_NAME
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".jwt_secret.")  # created with mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(secrets.token_urlsafe(JWT_SECRET_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, JWT_SECRET_FILE_MODE)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < MIN_JWT_SECRET_LENGTH:
+        raise ValueError(f"{path} holds a secret shorter than {MIN_JWT_SECRET_LENGTH} characters")
+    return secret.encode()

@@ -1,0 +1,212 @@
+"""Users, refresh tokens and the per-user "tokens valid after" instant.
+
+PostgreSQL holds the truth; Redis caches ``tokens_valid_after`` so that an
+authenticated request checks revocation (and counts its rate limit) in one
+round trip. The cache is filled with SET NX and overwritten after every
+change, so a reader that raced a "log out everywhere" cannot keep a stale
+value alive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from store.keys import Keys
+
+VALID_AFTER_CACHE_SECONDS: Final = 24 * 3600
+# Cache value for a user that does not exist (any more).
+NO_USER: Final = "-"
+
+
+class EmailTaken(Exception):
+    """A live account already uses this email."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccessCheck:
+    """What one authenticated request learns from Redis in one round trip."""
+
+    valid_after_ms: int | None  # None: user gone; 0: no cut-off
+    cached: bool
+    api_hits: int
+
+
+class RotationOutcome:
+    ROTATED = "rotated"
+    REUSED = "reused"  # the token was used before: its family is now revoked
+    INVALID = "invalid"  # unknown, expired or revoked
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    outcome: str
+    user_id: str | None = None
+    family_id: str | None = None
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(id=str(row["id"]), email=row["email"], password_hash=row["password_hash"])
+
+
+class AccountStore:
+    def __init__(self, pool: asyncpg.Pool, client: aioredis.Redis, keys: Keys) -> None:
+        self._pool = pool
+        self._client = client
+        self._keys = keys
+
+    # -- users -------------------------------------------------------------
+
+    async def create_user(self, email: str, password_hash: str) -> User:
+        try:
+            row = await self._pool.fetchrow(
+                """INSERT INTO users (email, password_hash) VALUES ($1, $2)
+                   RETURNING id, email, password_hash""",
+                email,
+                password_hash,
+            )
+        except asyncpg.UniqueViolationError:
+            raise EmailTaken(email) from None
+        return _user(row)
+
+    async def user_by_email(self, email: str) -> User | None:
+        row = await self._pool.fetchrow(
+            "SELECT id, email, password_hash FROM users WHERE email = $1 AND deleted_at IS NULL", email
+        )
+        return None if row is None else _user(row)
+
+    async def update_password_hash(self, user_id: str, password_hash: str) -> None:
+        await self._pool.execute("UPDATE users SET password_hash = $2 WHERE id = $1", uuid.UUID(user_id), password_hash)
+
+    # -- refresh tokens ----------------------------------------------------
+
+    async def add_refresh_token(self, token_hash: bytes, user_id: str, family_id: str, expires_at: dt.datetime) -> None:
+        await self._pool.execute(
+            """INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at)
+               VALUES ($1, $2, $3, $4)""",
+            token_hash,
+            uuid.UUID(user_id),
+            uuid.UUID(family_id),
+            expires_at,
+        )
+
+    async def rotate_refresh_token(
+        self, old_hash: bytes, new_hash: bytes, now: dt.datetime, expires_at: dt.datetime
+    ) -> Rotation:
+        """Mark ``old_hash`` used and add ``new_hash`` to its family, atomically.
+
+        A token that was already used revokes its whole family (someone holds a
+        copy). The row lock makes two concurrent rotations of one token see
+        each other: the second is a reuse.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """SELECT t.user_id, t.family_id, t.expires_at, t.used_at, t.revoked_at,
+                          u.deleted_at IS NOT NULL AS user_deleted
+                   FROM refresh_tokens t JOIN users u ON u.id = t.user_id
+                   WHERE t.token_hash = $1
+                   FOR UPDATE OF t""",
+                old_hash,
+            )
+            if row is None:
+                return Rotation(RotationOutcome.INVALID)
+            user_id, family_id = str(row["user_id"]), str(row["family_id"])
+            if row["revoked_at"] is not None or row["user_deleted"]:
+                return Rotation(RotationOutcome.INVALID, user_id, family_id)
+            if row["used_at"] is not None:
+                await self._revoke_family_in_transaction(conn, row["family_id"], now)
+                return Rotation(RotationOutcome.REUSED, user_id, family_id)
+            if row["expires_at"] <= now:
+                return Rotation(RotationOutcome.INVALID, user_id, family_id)
+            await conn.execute("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1", old_hash, now)
+            await conn.execute(
+                """INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at)
+                   VALUES ($1, $2, $3, $4)""",
+                new_hash,
+                row["user_id"],
+                row["family_id"],
+                expires_at,
+            )
+            return Rotation(RotationOutcome.ROTATED, user_id, family_id)
+
+    @staticmethod
+    async def _revoke_family_in_transaction(conn: asyncpg.Connection, family_id: uuid.UUID, now: dt.datetime) -> None:
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL", family_id, now
+        )
+
+    async def revoke_family_of(self, token_hash: bytes, now: dt.datetime) -> bool:
+        """Revoke the family of this token; False if the token is unknown."""
+        family = await self._pool.fetchval(
+            """UPDATE refresh_tokens SET revoked_at = $2
+               WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
+                 AND revoked_at IS NULL
+               RETURNING family_id""",
+            token_hash,
+            now,
+        )
+        if family is not None:
+            return True
+        known = await self._pool.fetchval("SELECT 1 FROM refresh_tokens WHERE token_hash = $1", token_hash)
+        return known is not None
+
+    async def revoke_all_tokens(self, user_id: str, now: dt.datetime) -> None:
+        """Every refresh token of the user dies; earlier access tokens too."""
+        uid = uuid.UUID(user_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE users SET tokens_valid_after = $2 WHERE id = $1", uid, now)
+            await conn.execute(
+                "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", uid, now
+            )
+        await self._client.set(self._keys.tokens_valid_after(user_id), str(_ms(now)), ex=VALID_AFTER_CACHE_SECONDS)
+
+    # -- the per-request check ---------------------------------------------
+
+    async def access_check(self, user_id: str, api_bucket: str, window_ms: int) -> AccessCheck:
+        """One round trip: the cached cut-off and this request's API hit count."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.get(self._keys.tokens_valid_after(user_id))
+            pipe.incr(api_bucket)
+            pipe.pexpire(api_bucket, window_ms)
+            cached, hits, _ = await pipe.execute()
+        if cached is None:
+            return AccessCheck(valid_after_ms=None, cached=False, api_hits=int(hits))
+        value = cached.decode() if isinstance(cached, bytes) else str(cached)
+        return AccessCheck(None if value == NO_USER else int(value), cached=True, api_hits=int(hits))
+
+    async def load_valid_after_ms(self, user_id: str) -> int | None:
+        """From PostgreSQL, then cached (unless a newer value got there first)."""
+        row = await self._pool.fetchrow(
+            "SELECT tokens_valid_after FROM users WHERE id = $1 AND deleted_at IS NULL", uuid.UUID(user_id)
+        )
+        if row is None:
+            value: int | None = None
+        else:
+            cut_off = row["tokens_valid_after"]
+            value = 0 if cut_off is None else _ms(cut_off)
+        await self._client.set(
+            self._keys.tokens_valid_after(user_id),
+            NO_USER if value is None else str(value),
+            ex=VALID_AFTER_CACHE_SECONDS,
+            nx=True,
+        )
+        return value
+
+    async def publish_user_event(self, user_id: str, event: str) -> None:
+        await self._client.publish(self._keys.user_channel(user_id), event)
+
+
+def _ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
