@@ -14,7 +14,8 @@ from protocol.messages import FrameError, error_frame, parse_command, result_err
 from proximity_server import keys
 from proximity_server.http import bearer_token, read_json_object
 from proximity_server.hub import Connection
-from proximity_server.proximity import iso_utc
+from proximity_server.auth import authenticated_user
+from proximity_server.proximity import iso_utc, looks_like_access_token
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,17 @@ def _json(status: int, body: object) -> web.Response:
 
 
 async def create_session(request: web.Request) -> web.Response:
+    """The bearer credential, if any, is either the session's own secret (a
+    refresh) or a signed-in user's access token (the session then remembers
+    the user, whose own sockets get its nudges too)."""
     data = await read_json_object(request, required=("ble_token", "interests"))
+    credential = bearer_token(request)
+    user_id = None
+    if credential is not None and looks_like_access_token(credential):
+        user_id = (await authenticated_user(request)).user_id
+        credential = None
     created = await request.app[keys.PROXIMITY].create_session(
-        data["ble_token"], data["interests"], presented_secret=bearer_token(request)
+        data["ble_token"], data["interests"], presented_secret=credential, user_id=user_id
     )
     body = {"session_id": created.session_id, "expires_at": iso_utc(created.expires_at_ms)}
     return _json(200 if created.refreshed else 201, body)

@@ -41,6 +41,11 @@ def check_ble_token(value: object, field: str = "ble_token") -> str:
     return value
 
 
+def looks_like_access_token(credential: str) -> bool:
+    """Access tokens are JWTs (three dot-separated parts); session secrets have no dots."""
+    return credential.count(".") == 2
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
