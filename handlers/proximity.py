@@ -12,9 +12,9 @@ from protocol.codec import SUBPROTOCOLS, DecodeError, codec_for
 from protocol.codes import CloseCode, ErrorCode
 from protocol.messages import FrameError, error_frame, parse_command, result_error, result_ok
 from proximity_server import keys
+from proximity_server.auth import authenticated_user
 from proximity_server.http import bearer_token, read_json_object
 from proximity_server.hub import Connection
-from proximity_server.auth import authenticated_user
 from proximity_server.proximity import iso_utc, looks_like_access_token
 
 log = logging.getLogger(__name__)
