@@ -32,6 +32,11 @@ class Keys:
         return f"{self.prefix}counters:inflight"
 
     @property
+    def counter_batches(self) -> str:
+        """Hash: ``epoch`` (random, per Redis dataset) and ``seq`` (last batch number)."""
+        return f"{self.prefix}counters:batches"
+
+    @property
     def token_channel_prefix(self) -> str:
         return f"{self.prefix}ev:token:"
 

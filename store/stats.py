@@ -2,10 +2,15 @@
 PostgreSQL, and read back for ``GET /stats``.
 
 Flushing is exactly-once. A script moves the pending counters to an
-"inflight" hash tagged with a batch id (or returns the inflight batch a crash
-left behind). The batch is added to PostgreSQL in one transaction that also
-records the batch id; only then is the inflight hash deleted. A batch retried
-after a crash finds its id recorded and is not counted twice.
+"inflight" hash tagged with the next batch id (or returns the inflight batch a
+crash left behind). The batch is added to PostgreSQL in one transaction that
+also records the batch id; only then is the inflight hash deleted. A batch
+retried after a crash finds its id recorded and is not counted twice.
+
+Batch ids are ``<epoch>:<n>``: ``n`` counts up, ``epoch`` is random per Redis
+dataset, so a Redis that lost its data never reuses an id. Because the id the
+pending counters *will* get is known in advance, a reader can tell exactly
+whether a flush raced its snapshot (see ``day_stats``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ SESSIONS = "s"
 MATCHES = "m"
 CATEGORY = "c"
 
+# KEYS: pending, inflight, batches. ARGV[1]: a fresh random epoch, used if none is set yet.
 _MOVE_PENDING = """
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return redis.call('HGETALL', KEYS[2])
@@ -35,8 +41,11 @@ end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {}
 end
+redis.call('HSETNX', KEYS[3], 'epoch', ARGV[1])
+local epoch = redis.call('HGET', KEYS[3], 'epoch')
+local n = redis.call('HINCRBY', KEYS[3], 'seq', 1)
 redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[2], 'batch', ARGV[1])
+redis.call('HSET', KEYS[2], 'batch', epoch .. ':' .. n)
 return redis.call('HGETALL', KEYS[2])
 """
 
@@ -84,10 +93,16 @@ class StatsStore:
         self._keys = keys
         self._move = client.register_script(_MOVE_PENDING)
 
+    async def ensure_epoch(self) -> None:
+        """Give this Redis dataset its batch epoch before any reader needs it."""
+        await self._client.hsetnx(self._keys.counter_batches, "epoch", uuid.uuid4().hex)
+
     async def flush(self) -> int:
         """Move pending counters into PostgreSQL; returns how many fields moved."""
         k = self._keys
-        flat = await self._move(keys=[k.pending_counters, k.inflight_counters], args=[uuid.uuid4().hex])
+        flat = await self._move(
+            keys=[k.pending_counters, k.inflight_counters, k.counter_batches], args=[uuid.uuid4().hex]
+        )
         if not flat:
             return 0
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -135,23 +150,35 @@ class StatsStore:
     async def day_stats(self, day: dt.date, now_ms: int) -> DayStats:
         """Durable counts for ``day`` plus what Redis holds that is not flushed yet."""
         k = self._keys
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hgetall(k.pending_counters)
-            pipe.hgetall(k.inflight_counters)
-            pipe.zcount(k.active_sessions, f"({now_ms}", "+inf")
-            pending, inflight, active = await pipe.execute()
-        async with self._pool.acquire() as conn:
+        while True:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(k.pending_counters)
+                pipe.hgetall(k.inflight_counters)
+                pipe.hgetall(k.counter_batches)
+                pipe.zcount(k.active_sessions, f"({now_ms}", "+inf")
+                pending, inflight, batches, active = await pipe.execute()
+            if "epoch" in batches:
+                break
+            await self.ensure_epoch()  # a fresh Redis: fix the epoch, then look again
+        # The id the pending counters get when they are flushed next.
+        pending_batch = f"{batches.get('epoch', '')}:{int(batches.get('seq', 0)) + 1}"
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             row = await conn.fetchrow(
                 """SELECT d.total_sessions, d.total_matches,
-                          EXISTS (SELECT 1 FROM stats_flush_batches WHERE batch_id = $2) AS inflight_applied
+                          EXISTS (SELECT 1 FROM stats_flush_batches WHERE batch_id = $2) AS inflight_applied,
+                          EXISTS (SELECT 1 FROM stats_flush_batches WHERE batch_id = $3) AS pending_applied
                    FROM (SELECT $1::date AS date) AS q
                    LEFT JOIN daily_stats d ON d.date = q.date""",
                 day,
                 inflight.get(BATCH_FIELD, ""),
+                pending_batch,
             )
             rows = await conn.fetch("SELECT category, count FROM interest_category_counts WHERE date = $1", day)
+        # A flush that committed after the Redis snapshot is already in the
+        # PostgreSQL figures: count its counters once, from PostgreSQL.
         unflushed = CounterBatch()
-        unflushed.add_fields(pending)
+        if not row["pending_applied"]:
+            unflushed.add_fields(pending)
         if inflight and not row["inflight_applied"]:
             unflushed.add_fields({n: v for n, v in inflight.items() if n != BATCH_FIELD})
         categories: dict[str, int] = {r["category"]: int(r["count"]) for r in rows}
