@@ -18,6 +18,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_SESSION_TTL_SECONDS = 7200
 DEFAULT_DATA_DIR = ".data"
+DEFAULT_S3_REGION = "us-east-1"
 DEFAULT_JWT_ISSUER = "proximity_server"
 DEFAULT_JWT_AUDIENCE = "proximity_app"
 DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE = 10
@@ -118,6 +119,13 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
     access_log: bool = True
+    # Photo bytes: S3-compatible storage when endpoint and bucket are set,
+    # otherwise files under data_dir / "photos".
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str = DEFAULT_S3_REGION
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
     # Accounts. Without a JWT secret, one is generated once under data_dir.
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_issuer: str = DEFAULT_JWT_ISSUER
@@ -150,6 +158,11 @@ class Settings:
             shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 10.0),
             log_level=(_read(env, "LOG_LEVEL") or "INFO").upper(),
             access_log=(_read(env, "ACCESS_LOG") or "1").lower() not in ("0", "false", "no", "off"),
+            s3_endpoint_url=_read(env, "S3_ENDPOINT_URL"),
+            s3_bucket=_read(env, "S3_BUCKET"),
+            s3_region=_read(env, "S3_REGION") or DEFAULT_S3_REGION,
+            s3_access_key_id=_read(env, "S3_ACCESS_KEY_ID"),
+            s3_secret_access_key=_read(env, "S3_SECRET_ACCESS_KEY"),
             jwt_secret=_read(env, "JWT_SECRET"),
             jwt_issuer=_read(env, "JWT_ISSUER") or DEFAULT_JWT_ISSUER,
             jwt_audience=_read(env, "JWT_AUDIENCE") or DEFAULT_JWT_AUDIENCE,
@@ -165,3 +178,8 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def photos_dir(settings: Settings) -> Path:
+    """Where photo bytes live when no S3 storage is configured."""
+    return settings.data_dir / "photos"

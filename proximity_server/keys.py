@@ -9,7 +9,10 @@ from aiohttp import web
 from config.settings import Settings
 from proximity_server.accounts import AccountService
 from proximity_server.broker import RedisBroker
+from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
+from proximity_server.photos import PhotoService
+from proximity_server.profiles import ProfileService
 from proximity_server.proximity import ProximityService, SessionSockets
 from proximity_server.rate_limit import RateLimiter, TrustedProxies
 from proximity_server.stats import CounterFlusher
@@ -17,6 +20,7 @@ from proximity_server.taxonomy import Taxonomy
 from proximity_server.tokens import AccessTokens
 from store.keys import Keys
 from store.mux import MuxRedis
+from store.photos import PhotoStore
 from store.stats import StatsStore
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -35,3 +39,7 @@ ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokens)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", TrustedProxies)
+PROFILES = web.AppKey("profiles", ProfileService)
+DISCOVER = web.AppKey("discover", DiscoverService)
+PHOTOS = web.AppKey("photos", PhotoService)
+PHOTO_STORE = web.AppKey[PhotoStore]("photo_store")

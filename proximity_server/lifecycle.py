@@ -19,12 +19,16 @@ from typing import Any
 
 from aiohttp import web
 
+from config.settings import photos_dir
 from protocol.codes import CloseCode
 from proximity_server import keys
 from proximity_server.accounts import AccountService
 from proximity_server.broker import RedisBroker
+from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
 from proximity_server.passwords import PROFILES, Passwords
+from proximity_server.photos import IMAGE_WORKERS, PhotoService
+from proximity_server.profiles import ProfileService
 from proximity_server.proximity import ProximityService, SessionSockets
 from proximity_server.rate_limit import RateLimiter
 from proximity_server.stats import CounterFlusher
@@ -32,7 +36,10 @@ from proximity_server.taxonomy import OTHER_CATEGORY
 from proximity_server.tokens import AccessTokens, load_or_create_secret
 from store import db, redis_client
 from store.accounts import AccountStore
+from store.discover import DiscoverStore
 from store.mux import MuxRedis
+from store.photos import LocalPhotoStore, PhotoRecords, PhotoStore, open_s3_store
+from store.profiles import ProfileStore
 from store.proximity import ProximityStore
 from store.rate_limit import RateLimitStore
 from store.stats import StatsStore
@@ -115,6 +122,35 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     executor.shutdown(wait=True, cancel_futures=True)
 
 
+async def profiles_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Profiles, discovery and photos: the photo store (an S3 client, or a
+    local directory) and the threads that decode images off the loop."""
+    settings = app[keys.SETTINGS]
+    pool = app[keys.PG_POOL]
+    async with contextlib.AsyncExitStack() as stack:
+        store: PhotoStore
+        if settings.s3_endpoint_url and settings.s3_bucket:
+            store = await open_s3_store(
+                stack,
+                endpoint_url=settings.s3_endpoint_url,
+                bucket=settings.s3_bucket,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=settings.s3_secret_access_key,
+            )
+        else:
+            store = LocalPhotoStore(photos_dir(settings))
+        executor = ThreadPoolExecutor(max_workers=IMAGE_WORKERS, thread_name_prefix="images")
+        stack.callback(executor.shutdown, wait=True, cancel_futures=True)
+        records = PhotoRecords(pool)
+        profiles = ProfileService(ProfileStore(pool), records)
+        app[keys.PHOTO_STORE] = store
+        app[keys.PROFILES] = profiles
+        app[keys.DISCOVER] = DiscoverService(profiles, DiscoverStore(pool), records)
+        app[keys.PHOTOS] = PhotoService(records, store, executor)
+        yield
+
+
 async def pubsub_ctx(app: web.Application) -> AsyncIterator[None]:
     task = _background(app[keys.BROKER].run(), "pubsub-listener")
     yield
@@ -147,4 +183,13 @@ async def close_sockets(app: web.Application) -> None:
         await hub.close_all(CloseCode.GOING_AWAY)
 
 
-CLEANUP_CONTEXTS = (redis_ctx, postgres_ctx, services_ctx, accounts_ctx, pubsub_ctx, flusher_ctx, sweeper_ctx)
+CLEANUP_CONTEXTS = (
+    redis_ctx,
+    postgres_ctx,
+    profiles_ctx,
+    services_ctx,
+    accounts_ctx,
+    pubsub_ctx,
+    flusher_ctx,
+    sweeper_ctx,
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import accounts, health, proximity, stats
+from handlers import accounts, discover, health, photos, profiles, proximity, stats
 
 
 def add_routes(app: web.Application) -> list[web.AbstractRoute]:
@@ -21,5 +21,16 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.post("/auth/refresh", accounts.refresh),
             web.post("/auth/logout", accounts.logout),
             web.post("/auth/logout-all", accounts.logout_all),
+            web.get("/me", profiles.me, allow_head=False),
+            web.put("/me/profile", profiles.put_profile),
+            web.patch("/me/profile", profiles.patch_profile),
+            web.get("/profiles/{user_id}", profiles.public_profile, allow_head=False),
+            web.get("/discover", discover.discover, allow_head=False),
+            web.post("/me/photos", photos.upload_photo),
+            web.get("/me/photos", photos.list_photos, allow_head=False),
+            web.put("/me/photos/order", photos.reorder_photos),
+            web.delete("/me/photos/{photo_id}", photos.delete_photo),
+            web.get("/photos/{photo_id}", photos.photo, allow_head=False),
+            web.get("/photos/{photo_id}/thumb", photos.photo_thumb, allow_head=False),
         ]
     )

@@ -1,0 +1,87 @@
+"""POST /me/photos, PUT /me/photos/order, DELETE /me/photos/{photo_id},
+GET /photos/{photo_id} and /photos/{photo_id}/thumb (signed-in users only)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+import orjson
+from aiohttp import web
+
+from protocol.codes import ErrorCode
+from proximity_server import keys
+from proximity_server.auth import authenticated_user
+from proximity_server.errors import BadRequest
+from proximity_server.http import path_uuid, read_json_value, read_multipart_file
+from proximity_server.logs import request_id_var
+from proximity_server.middlewares import REQUEST_ID_HEADER, SECURITY_HEADERS
+from proximity_server.photos import MAX_PHOTOS, MAX_UPLOAD_BYTES
+
+FILE_FIELD: Final = "file"
+# Photo bytes are private to signed-in users: caches may keep them per user only.
+PHOTO_CACHE_CONTROL: Final = "private, max-age=3600"
+
+
+def _json(status: int, body: object) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+async def upload_photo(request: web.Request) -> web.Response:
+    user = await authenticated_user(request)
+    photos = request.app[keys.PHOTOS]
+    await photos.check_room(user.user_id)
+    data = await read_multipart_file(request, FILE_FIELD, MAX_UPLOAD_BYTES)
+    return _json(201, await photos.upload(user.user_id, data))
+
+
+async def list_photos(request: web.Request) -> web.Response:
+    user = await authenticated_user(request)
+    return _json(200, {"items": await request.app[keys.PHOTOS].list_own(user.user_id)})
+
+
+async def reorder_photos(request: web.Request) -> web.Response:
+    user = await authenticated_user(request)
+    body = await read_json_value(request)
+    if not isinstance(body, list) or len(body) > MAX_PHOTOS or not all(isinstance(i, str) for i in body):
+        raise BadRequest("send a JSON list of your photo ids", code=ErrorCode.INVALID_FIELD)
+    try:
+        photo_ids = [str(uuid.UUID(i)) for i in body]
+    except ValueError:
+        raise BadRequest("send a JSON list of your photo ids", code=ErrorCode.INVALID_FIELD) from None
+    return _json(200, {"items": await request.app[keys.PHOTOS].reorder(user.user_id, photo_ids)})
+
+
+async def delete_photo(request: web.Request) -> web.Response:
+    user = await authenticated_user(request)
+    photo_id = path_uuid(request, "photo_id", "photo")
+    await request.app[keys.PHOTOS].delete(user.user_id, photo_id)
+    return web.Response(status=204)
+
+
+async def _serve(request: web.Request, *, thumb: bool) -> web.StreamResponse:
+    await authenticated_user(request)
+    photo_id = path_uuid(request, "photo_id", "photo")
+    stream = await request.app[keys.PHOTOS].open(photo_id, thumb=thumb)
+    headers = {"Content-Type": stream.content_type, "Cache-Control": PHOTO_CACHE_CONTROL, **SECURITY_HEADERS}
+    headers["Cache-Control"] = PHOTO_CACHE_CONTROL
+    request_id = request_id_var.get()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    response = web.StreamResponse(headers=headers)
+    try:
+        await response.prepare(request)
+        async for chunk in stream.chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    finally:
+        await stream.chunks.aclose()
+    return response
+
+
+async def photo(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, thumb=False)
+
+
+async def photo_thumb(request: web.Request) -> web.StreamResponse:
+    return await _serve(request, thumb=True)

@@ -1,0 +1,144 @@
+"""Discovery: one page of profiles that fit both people's preferences.
+
+The page walks ``profiles_discover_idx`` in keyset order ``(created_at,
+user_id)`` and stops after ``limit + 1`` matching rows, so its cost follows
+the page size, not the table size. With a distance filter, a bounding box on
+the indexed ``lat``/``lon`` narrows the rows before the exact haversine test.
+
+Later features add exclusions as further ``NOT EXISTS`` clauses in
+:func:`page_sql` (``_exclusions``), e.g. people the viewer already
+liked or passed, and blocks in either direction::
+
+    NOT EXISTS (SELECT 1 FROM swipes s WHERE s.actor_id = $1 AND s.target_id = p.user_id)
+    NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker_id, b.blocked_id) IN (($1, p.user_id), (p.user_id, $1)))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+
+from store.profiles import PROFILE_COLUMNS, Location, Profile, profile_from_row
+
+EARTH_RADIUS_KM: Final = 6371.0088
+KM_PER_DEGREE_LAT: Final = math.pi * EARTH_RADIUS_KM / 180.0
+
+# Exclusion clauses (each a NOT EXISTS over $1, the viewer's id) added by later features.
+_exclusions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverQuery:
+    viewer_id: str
+    viewer_gender: str
+    # Genders the viewer wants to see (their interested_in, narrowed by ?gender=).
+    genders: tuple[str, ...]
+    viewer_location: Location | None
+    limit: int
+    # Keyset position: return profiles strictly after it.
+    after: tuple[dt.datetime, str] | None = None
+    born_on_or_before: dt.date | None = None  # min age
+    born_after: dt.date | None = None  # max age
+    max_distance_km: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    profile: Profile
+    distance_km: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundingBox:
+    lat_min: float
+    lat_max: float
+    # None when the box wraps the antimeridian or covers a pole: no longitude prefilter.
+    lon_min: float | None
+    lon_max: float | None
+
+
+def bounding_box(centre: Location, km: float) -> BoundingBox:
+    """A box that contains every point within ``km`` of ``centre``."""
+    dlat = km / KM_PER_DEGREE_LAT
+    lat_min, lat_max = centre.lat - dlat, centre.lat + dlat
+    if lat_min <= -90 or lat_max >= 90:
+        return BoundingBox(max(lat_min, -90.0), min(lat_max, 90.0), None, None)
+    # The widest longitude span is at the box's latitude farthest from the equator.
+    widest = max(abs(lat_min), abs(lat_max))
+    dlon = km / (KM_PER_DEGREE_LAT * math.cos(math.radians(widest)))
+    lon_min, lon_max = centre.lon - dlon, centre.lon + dlon
+    if dlon >= 180 or lon_min < -180 or lon_max > 180:
+        return BoundingBox(lat_min, lat_max, None, None)
+    return BoundingBox(lat_min, lat_max, lon_min, lon_max)
+
+
+def haversine_km(a: Location, b: Location) -> float:
+    """Great-circle distance; the same formula as :func:`_haversine_sql`."""
+    dlat = math.radians(b.lat - a.lat)
+    dlon = math.radians(b.lon - a.lon)
+    cos_product = math.cos(math.radians(a.lat)) * math.cos(math.radians(b.lat))
+    h = math.sin(dlat / 2) ** 2 + cos_product * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _haversine_sql(lat: str, lon: str) -> str:
+    return (
+        f"(2 * {EARTH_RADIUS_KM} * asin(least(1, sqrt("
+        f"power(sin(radians(p.lat - {lat}) / 2), 2) + "
+        f"cos(radians({lat})) * cos(radians(p.lat)) * power(sin(radians(p.lon - {lon}) / 2), 2)))))"
+    )
+
+
+def page_sql(q: DiscoverQuery) -> tuple[str, list[object]]:
+    """The page query and its parameters (also used by ``bench/discover_seed.py``)."""
+    args: list[object] = [q.viewer_id, list(q.genders), q.viewer_gender]
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = [
+        "u.deleted_at IS NULL",
+        "p.user_id <> $1",
+        "p.gender = ANY($2::text[])",  # the viewer wants them
+        "$3 = ANY(p.interested_in)",  # they want the viewer
+        *_exclusions,
+    ]
+    if q.after is not None:
+        where.append(f"(p.created_at, p.user_id) > ({arg(q.after[0])}, {arg(q.after[1])}::uuid)")
+    if q.born_on_or_before is not None:
+        where.append(f"p.birthdate <= {arg(q.born_on_or_before)}")
+    if q.born_after is not None:
+        where.append(f"p.birthdate > {arg(q.born_after)}")
+    distance = "NULL::double precision"
+    loc = q.viewer_location
+    if loc is not None:
+        lat, lon = arg(loc.lat), arg(loc.lon)
+        distance = f"CASE WHEN p.lat IS NULL THEN NULL ELSE {_haversine_sql(lat, lon)} END"
+        if q.max_distance_km is not None:
+            box = bounding_box(loc, q.max_distance_km)
+            where.append(f"p.lat BETWEEN {arg(box.lat_min)} AND {arg(box.lat_max)}")
+            if box.lon_min is not None and box.lon_max is not None:
+                where.append(f"p.lon BETWEEN {arg(box.lon_min)} AND {arg(box.lon_max)}")
+            where.append(f"{_haversine_sql(lat, lon)} <= {arg(q.max_distance_km)}")
+    sql = f"""SELECT {PROFILE_COLUMNS}, {distance} AS distance_km
+              FROM profiles p JOIN users u ON u.id = p.user_id
+              WHERE {" AND ".join(where)}
+              ORDER BY p.created_at, p.user_id
+              LIMIT {arg(q.limit)}"""  # noqa: S608 (clauses are constants; values are parameters)
+    return sql, args
+
+
+class DiscoverStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def page(self, q: DiscoverQuery) -> list[Candidate]:
+        """Up to ``q.limit`` candidates after ``q.after``, in keyset order."""
+        sql, args = page_sql(q)
+        rows = await self._pool.fetch(sql, *args)
+        return [Candidate(profile_from_row(r), r["distance_km"]) for r in rows]

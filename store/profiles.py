@@ -1,0 +1,147 @@
+"""Profiles in PostgreSQL: one row per user, read and written by its owner.
+
+Every function takes the acting user's id; a soft-deleted user (``users.deleted_at``)
+has no profile as far as these functions are concerned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    user_id: str
+    display_name: str
+    birthdate: dt.date
+    gender: str
+    interested_in: tuple[str, ...]
+    bio: str
+    interests: tuple[str, ...]
+    location: Location | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileFields:
+    """What the owner writes: a complete profile."""
+
+    display_name: str
+    birthdate: dt.date
+    gender: str
+    interested_in: tuple[str, ...]
+    bio: str
+    interests: tuple[str, ...]
+    location: Location | None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    user_id: str
+    email: str
+    created_at: dt.datetime
+
+
+PROFILE_COLUMNS = (
+    "p.user_id, p.display_name, p.birthdate, p.gender, p.interested_in, p.bio, p.interests, "
+    "p.lat, p.lon, p.created_at, p.updated_at"
+)
+
+
+def profile_from_row(row: asyncpg.Record) -> Profile:
+    lat, lon = row["lat"], row["lon"]
+    return Profile(
+        user_id=str(row["user_id"]),
+        display_name=row["display_name"],
+        birthdate=row["birthdate"],
+        gender=row["gender"],
+        interested_in=tuple(row["interested_in"]),
+        bio=row["bio"],
+        interests=tuple(row["interests"]),
+        location=Location(lat, lon) if lat is not None and lon is not None else None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class ProfileStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def account(self, user_id: str) -> Account | None:
+        row = await self._pool.fetchrow(
+            "SELECT id, email, created_at FROM users WHERE id = $1 AND deleted_at IS NULL", user_id
+        )
+        if row is None:
+            return None
+        return Account(str(row["id"]), row["email"], row["created_at"])
+
+    async def get(self, user_id: str) -> Profile | None:
+        """The profile of a live (not deleted) user, or None."""
+        row = await self._pool.fetchrow(
+            f"""SELECT {PROFILE_COLUMNS}
+                FROM profiles p JOIN users u ON u.id = p.user_id
+                WHERE p.user_id = $1 AND u.deleted_at IS NULL""",  # noqa: S608 (constant columns)
+            user_id,
+        )
+        return profile_from_row(row) if row is not None else None
+
+    async def put(self, user_id: str, fields: ProfileFields) -> Profile | None:
+        """Create or fully replace the user's profile; None if the user is gone."""
+        async with self._pool.acquire() as conn:
+            return await _upsert(conn, user_id, fields)
+
+    async def update(self, user_id: str, build: Callable[[Profile | None], ProfileFields]) -> Profile | None:
+        """Read-modify-write under a row lock: ``build`` gets the current
+        profile (or None) and returns the complete new one. Concurrent partial
+        updates never lose each other's fields."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""SELECT {PROFILE_COLUMNS}
+                    FROM profiles p JOIN users u ON u.id = p.user_id
+                    WHERE p.user_id = $1 AND u.deleted_at IS NULL
+                    FOR UPDATE OF p""",  # noqa: S608 (constant columns)
+                user_id,
+            )
+            fields = build(profile_from_row(row) if row is not None else None)
+            return await _upsert(conn, user_id, fields)
+
+
+async def _upsert(conn: asyncpg.Connection, user_id: str, fields: ProfileFields) -> Profile | None:
+    loc = fields.location
+    try:
+        row = await conn.fetchrow(
+            f"""WITH live AS (SELECT id FROM users WHERE id = $1 AND deleted_at IS NULL)
+                INSERT INTO profiles AS p (user_id, display_name, birthdate, gender, interested_in,
+                                           bio, interests, lat, lon)
+                SELECT live.id, $2, $3, $4, $5, $6, $7, $8, $9 FROM live
+                ON CONFLICT (user_id) DO UPDATE SET
+                    display_name = EXCLUDED.display_name, birthdate = EXCLUDED.birthdate,
+                    gender = EXCLUDED.gender, interested_in = EXCLUDED.interested_in,
+                    bio = EXCLUDED.bio, interests = EXCLUDED.interests,
+                    lat = EXCLUDED.lat, lon = EXCLUDED.lon, updated_at = clock_timestamp()
+                RETURNING {PROFILE_COLUMNS}""",  # noqa: S608 (constant columns)
+            user_id,
+            fields.display_name,
+            fields.birthdate,
+            fields.gender,
+            list(fields.interested_in),
+            fields.bio,
+            list(fields.interests),
+            loc.lat if loc else None,
+            loc.lon if loc else None,
+        )
+    except asyncpg.ForeignKeyViolationError:
+        return None  # the user was removed meanwhile
+    return profile_from_row(row) if row is not None else None
