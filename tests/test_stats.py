@@ -111,6 +111,7 @@ async def test_a_flush_racing_a_read_is_not_counted_twice(
     """The reader snapshots Redis, then another process's flush commits, then
     the reader queries PostgreSQL: the pending counters are in both places."""
     await open_session(client, ["devops"])
+    await get_stats(client)  # the first read fixes the batch epoch of this Redis
     batches = await redis.hgetall(f"{settings.redis_prefix}counters:batches")
     next_batch = f"{batches['epoch']!s}:{int(batches.get('seq', 0)) + 1}"
     today = dt.datetime.now(dt.UTC).date()
