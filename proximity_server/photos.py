@@ -23,7 +23,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from proximity_server.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, UnsupportedMediaType
 from proximity_server.profiles import photo_view
-from store.photos import NewPhoto, Photo, PhotoLimitReached, PhotoMissing, PhotoRecords, PhotoStore, object_keys
+from store.photos import (
+    NewPhoto,
+    Photo,
+    PhotoLimitReached,
+    PhotoMissing,
+    PhotoOrderMismatch,
+    PhotoRecords,
+    PhotoStore,
+    object_keys,
+)
 
 MAX_UPLOAD_BYTES: Final = 10 * 1024 * 1024
 MAX_PHOTOS: Final = 6
@@ -176,9 +185,12 @@ class PhotoService:
         return [photo_view(p) for p in await self._records.list_for_user(user_id)]
 
     async def reorder(self, user_id: str, photo_ids: Sequence[str]) -> list[dict[str, Any]]:
-        photos = await self._records.reorder(user_id, photo_ids)
-        if photos is None:
-            raise BadRequest("send exactly the ids of your photos, each once, in the new order")
+        try:
+            photos = await self._records.reorder(user_id, photo_ids)
+        except PhotoOrderMismatch as exc:
+            if exc.unknown:
+                raise NotFound("no such photo") from None
+            raise BadRequest("send exactly the ids of your photos, each once, in the new order") from None
         return [photo_view(p) for p in photos]
 
     async def delete(self, user_id: str, photo_id: str) -> None:

@@ -164,6 +164,14 @@ class PhotoLimitReached(Exception):
     """The user already has the maximum number of photos."""
 
 
+class PhotoOrderMismatch(Exception):
+    """A reorder did not name exactly the user's photos."""
+
+    def __init__(self, unknown: bool) -> None:
+        super().__init__("unknown photo ids" if unknown else "not exactly the user's photos")
+        self.unknown = unknown
+
+
 class PhotoRecords:
     """Photo metadata in PostgreSQL."""
 
@@ -255,14 +263,16 @@ class PhotoRecords:
             )
         return _photo(row)
 
-    async def reorder(self, user_id: str, photo_ids: Sequence[str]) -> list[Photo] | None:
+    async def reorder(self, user_id: str, photo_ids: Sequence[str]) -> list[Photo]:
         """Set positions to the order of ``photo_ids``, which must be exactly the
-        user's photos; None (and nothing changed) otherwise."""
+        user's photos; :class:`PhotoOrderMismatch` (nothing changed) otherwise."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT id FROM users WHERE id = $1 FOR UPDATE", user_id)
             current = {str(r["id"]) for r in await conn.fetch("SELECT id FROM photos WHERE user_id = $1", user_id)}
+            if not current.issuperset(photo_ids):
+                raise PhotoOrderMismatch(unknown=True)
             if current != set(photo_ids) or len(current) != len(photo_ids):
-                return None
+                raise PhotoOrderMismatch(unknown=False)
             await conn.execute(
                 """UPDATE photos ph SET position = o.ord - 1
                    FROM unnest($2::uuid[]) WITH ORDINALITY AS o(id, ord)

@@ -77,7 +77,7 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), **save: Any
 
 def upload_form(data: bytes, filename: str = "photo.jpg", content_type: str = "image/jpeg") -> FormData:
     form = FormData()
-    form.add_field("file", data, filename=filename, content_type=content_type)
+    form.add_field("file", io.BytesIO(data), filename=filename, content_type=content_type)
     return form
 
 
