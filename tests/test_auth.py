@@ -7,6 +7,7 @@ import base64
 import os
 import stat
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from argon2 import PasswordHasher
 
 from config.settings import Settings
 from proximity_server.passwords import PROFILES, common_passwords
@@ -218,24 +220,27 @@ async def test_wrong_password_and_unknown_email_look_the_same(
     assert 0.5 < ratio < 2.0, ratio
 
 
-async def test_hashing_does_not_block_the_loop(make_auth_client: MakeAuthClient) -> None:
-    client = await make_auth_client(password_hash_profile="production")
-    gaps: list[float] = []
+async def test_hashing_runs_off_the_event_loop(client: AppClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+    real_hash, real_verify = PasswordHasher.hash, PasswordHasher.verify
 
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.005)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
+    def spy_hash(self: PasswordHasher, password: str | bytes, *, salt: bytes | None = None) -> str:
+        threads.append(threading.current_thread().name)
+        return real_hash(self, password, salt=salt)
 
-    task = asyncio.create_task(ticker())
-    try:
-        await asyncio.gather(*(register(client) for _ in range(3)))
-    finally:
-        task.cancel()
-    assert gaps and max(gaps) < 0.045  # one hash takes ~50 ms; the loop never waited for one
+    def spy_verify(self: PasswordHasher, hash: str | bytes, password: str | bytes) -> bool:
+        threads.append(threading.current_thread().name)
+        return real_verify(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "hash", spy_hash)
+    monkeypatch.setattr(PasswordHasher, "verify", spy_verify)
+    email = new_email()
+    await register(client, email)
+    await login(client, email)
+    resp = await client.post("/auth/login", json={"email": new_email(), "password": TEST_PASSWORD})
+    assert resp.status == 401
+    assert len(threads) == 3
+    assert all(name.startswith("password-hash") for name in threads), threads
 
 
 # -- access tokens ----------------------------------------------------------
@@ -414,8 +419,15 @@ def test_generated_secret_is_private_and_shared(tmp_path: Path) -> None:
 def test_concurrent_secret_creation_agrees(tmp_path: Path) -> None:
     import concurrent.futures
 
-    with concurrent.futures.ProcessPoolExecutor(4) as pool:
-        secrets_ = list(pool.map(load_or_create_secret, [None] * 8, [tmp_path] * 8))
+    # Threads race on the file system exactly as processes would (link() is atomic).
+    start = threading.Barrier(8)
+
+    def create(_: int) -> bytes:
+        start.wait()
+        return load_or_create_secret(None, tmp_path)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        secrets_ = list(pool.map(create, range(8)))
     assert len(set(secrets_)) == 1
 
 
