@@ -1,0 +1,1 @@
+"""Load generator and benchmark scenarios for proximity_server (see bench/README.md)."""
