@@ -31,6 +31,10 @@ class Keys:
         """Hash of the counter batch being flushed right now."""
         return f"{self.prefix}counters:inflight"
 
+    def presence(self, user_id: str) -> str:
+        """Sorted set: process id -> when its claim that the user is online expires (ms)."""
+        return f"{self.prefix}presence:{user_id}"
+
     @property
     def counter_batches(self) -> str:
         """Hash: ``epoch`` (random, per Redis dataset) and ``seq`` (last batch number)."""

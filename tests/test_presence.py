@@ -1,0 +1,45 @@
+"""Presence claims in a real Redis: online across processes, crash expiry, last seen."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from config.settings import Settings
+from store.keys import Keys
+from store.presence import PresenceStore
+
+
+async def test_online_while_any_process_holds_a_socket(redis: aioredis.Redis, settings: Settings) -> None:
+    keys = Keys(settings.redis_prefix)
+    one = PresenceStore(redis, keys, "proc-1", claim_ttl_seconds=30)
+    two = PresenceStore(redis, keys, "proc-2", claim_ttl_seconds=30)
+    assert (await one.lookup(["u1"]))["u1"].online is False
+    assert await one.claim("u1") == 1
+    assert await two.claim("u1") == 2
+    assert await one.release("u1") == 1
+    assert (await two.lookup(["u1"]))["u1"].online is True
+    assert await two.release("u1") == 0
+    state = (await one.lookup(["u1"]))["u1"]
+    assert state.online is False and state.last_seen_ms is not None
+
+
+async def test_a_crashed_process_goes_offline_within_its_claim_ttl(redis: aioredis.Redis, settings: Settings) -> None:
+    keys = Keys(settings.redis_prefix)
+    crashed = PresenceStore(redis, keys, "proc-crashed", claim_ttl_seconds=0.3)
+    await crashed.claim("u2")
+    assert (await crashed.lookup(["u2"]))["u2"].online is True
+    await asyncio.sleep(0.4)  # no refresh: the process is gone
+    state = (await crashed.lookup(["u2"]))["u2"]
+    assert state.online is False and state.last_seen_ms is not None
+
+
+async def test_refresh_keeps_a_claim_alive(redis: aioredis.Redis, settings: Settings) -> None:
+    keys = Keys(settings.redis_prefix)
+    alive = PresenceStore(redis, keys, "proc-alive", claim_ttl_seconds=0.3)
+    await alive.claim("u3")
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        await alive.refresh(["u3"])
+    assert (await alive.lookup(["u3"]))["u3"].online is True
