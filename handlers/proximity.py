@@ -6,7 +6,7 @@ import logging
 from typing import Final
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from protocol.codec import SUBPROTOCOLS, DecodeError, codec_for
 from protocol.codes import CloseCode, ErrorCode
@@ -14,8 +14,8 @@ from protocol.messages import FrameError, error_frame, parse_command, result_err
 from proximity_server import keys
 from proximity_server.auth import authenticated_user
 from proximity_server.http import bearer_token, read_json_object
-from proximity_server.hub import Connection
 from proximity_server.proximity import iso_utc, looks_like_access_token
+from proximity_server.wsconn import DetachedWebSocketResponse, WebSocketConnection
 
 log = logging.getLogger(__name__)
 
@@ -60,55 +60,58 @@ async def match(request: web.Request) -> web.Response:
 
 
 async def proximity_socket(request: web.Request) -> web.StreamResponse:
-    """The phone's nudge channel. The secret is checked before the upgrade."""
+    """The phone's nudge channel. The secret is checked before the upgrade.
+
+    After the handshake the connection is handed to a slim
+    ``wsconn.WebSocketConnection`` (an idle socket then holds no request, task
+    or timer); this handler returns once the socket is subscribed.
+    """
     app = request.app
     token = request.match_info["ble_token"]
     auth = await app[keys.PROXIMITY].authenticate_socket(token, bearer_token(request, query_param=SESSION_ID_QUERY))
-    settings = app[keys.SETTINGS]
-    ws = web.WebSocketResponse(
-        protocols=SUBPROTOCOLS,
-        heartbeat=settings.ws_heartbeat_seconds,
-        max_msg_size=MAX_FRAME_BYTES,
-        compress=False,
-    )
+    ws = DetachedWebSocketResponse(protocols=SUBPROTOCOLS, max_msg_size=MAX_FRAME_BYTES, compress=False)
     await ws.prepare(request)
-    conn = Connection(ws, codec_for(ws.ws_protocol), request.transport, tag=auth.secret_hash)
     hub = app[keys.HUB]
-    channel = app[keys.REDIS_KEYS].token_channel(token)
     try:
-        await hub.join(channel, conn)
+        conn = hub.sockets.attach(
+            request,
+            ws,
+            codec_for(ws.ws_protocol),
+            auth.secret_hash,
+            _on_command,
+            max_frame_bytes=MAX_FRAME_BYTES,
+            heartbeat_seconds=app[keys.SETTINGS].ws_heartbeat_seconds,
+        )
+    except ConnectionResetError:
+        return ws  # the client left during the handshake
+    try:
+        await hub.join(app[keys.REDIS_KEYS].token_channel(token), conn)
     except Exception:
         log.warning("could not subscribe a socket; closing it", exc_info=True)
         await conn.close(CloseCode.INTERNAL_ERROR)
         return ws
-    app[keys.SESSION_SOCKETS].watch(token, auth)
-    try:
-        await _read_commands(ws, conn)
-    finally:
-        hub.leave(channel, conn)
+    except BaseException:
+        conn.abort()  # cancelled (shutdown): don't leave a socket nobody listens for
+        raise
+    if not conn.closed:
+        app[keys.SESSION_SOCKETS].watch(token, auth)
     return ws
 
 
-async def _read_commands(ws: web.WebSocketResponse, conn: Connection) -> None:
-    bad_frames = 0
-    async for msg in ws:
-        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-            try:
-                command = parse_command(conn.codec.decode(msg.data), PROXIMITY_COMMANDS)
-            except DecodeError as exc:
-                conn.send_message(error_frame(ErrorCode.BAD_FRAME, str(exc)))
-            except FrameError as exc:
-                if exc.command_id is None:
-                    conn.send_message(error_frame(exc.code, exc.message))
-                else:
-                    conn.send_message(result_error(exc.command_id, exc.code, exc.message))
-            else:
-                conn.send_message(result_ok(command.id, {"pong": True}))
-                continue
-            bad_frames += 1
-            if bad_frames >= BAD_FRAMES_BEFORE_CLOSE:
-                await conn.flush()
-                await conn.close(CloseCode.POLICY_VIOLATION)
-                return
-        elif msg.type is WSMsgType.ERROR:
-            return
+def _on_command(conn: WebSocketConnection, data: str | bytes) -> None:
+    """One client frame: a command gets its result; bad frames get errors, then 1008."""
+    try:
+        command = parse_command(conn.codec.decode(data), PROXIMITY_COMMANDS)
+    except DecodeError as exc:
+        conn.send_message(error_frame(ErrorCode.BAD_FRAME, str(exc)))
+    except FrameError as exc:
+        if exc.command_id is None:
+            conn.send_message(error_frame(exc.code, exc.message))
+        else:
+            conn.send_message(result_error(exc.command_id, exc.code, exc.message))
+    else:
+        conn.send_message(result_ok(command.id, {"pong": True}))
+        return
+    conn.strikes += 1
+    if conn.strikes >= BAD_FRAMES_BEFORE_CLOSE:
+        conn.close_soon(CloseCode.POLICY_VIOLATION, drop_queued=False)

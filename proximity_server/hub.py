@@ -5,115 +5,54 @@ user's) is subscribed on the broker when it gets its first local socket and
 unsubscribed when it loses its last. An event arriving from the broker is
 decoded once and encoded once per wire format, then queued on each socket.
 
-Every connection has a bounded outgoing queue drained by its own short-lived
-writer task (none while idle). A socket whose queue overflows is closed with
-``4008 slow consumer``; it never holds up delivery to anybody else.
+Every connection has a bounded outgoing queue (see ``wsconn.py``: frames go
+straight to the transport, and queue only while the peer reads slowly). A
+socket whose queue overflows is closed with ``4008 slow consumer``; it never
+holds up delivery to anybody else. The hub also owns the process's detached
+sockets (``sockets``: their shared heartbeat); a socket that goes away for
+any reason leaves its channel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Final
-
-from aiohttp import WSMsgType, web
+from typing import Any, Final, Protocol
 
 from protocol.codec import Codec
-from protocol.codes import CLOSE_REASONS, CloseCode
+from protocol.codes import CloseCode
 from protocol.messages import Nudge, nudge_text
+from proximity_server.wsconn import LiveSockets
 
 log = logging.getLogger(__name__)
-
-SEND_QUEUE_LIMIT: Final = 256  # frames waiting for one socket before it counts as slow
-CLOSE_TIMEOUT_SECONDS: Final = 2.0
 
 EVENT_SEPARATOR: Final = "|"
 NUDGE_EVENT: Final = "nudge"
 
 
-class Connection:
-    """One accepted WebSocket and its outgoing queue."""
+class Connection(Protocol):
+    """What the hub needs of a socket (see ``wsconn.WebSocketConnection``)."""
 
-    __slots__ = ("_closer", "_closing", "_queue", "_transport", "_writer", "_ws", "codec", "tag")
-
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        codec: Codec,
-        transport: asyncio.BaseTransport | None,
-        tag: str = "",
-    ) -> None:
-        self._ws = ws
-        self._transport = transport
-        self.codec = codec
-        # What authenticated the socket (e.g. the session secret's hash), so
-        # the owner can close exactly the sockets a revoked credential opened.
-        self.tag = tag
-        self._queue: deque[bytes] = deque()
-        self._writer: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[None] | None = None
-        self._closing = False
+    codec: Codec
+    tag: str
+    channel: str
 
     @property
-    def closed(self) -> bool:
-        return self._closing or self._ws.closed
+    def closed(self) -> bool: ...
 
     @property
-    def queued(self) -> int:
-        return len(self._queue)
+    def queued(self) -> int: ...
 
-    def send(self, frame: bytes) -> None:
-        """Queue an encoded frame; never blocks."""
-        if self.closed:
-            return
-        if len(self._queue) >= SEND_QUEUE_LIMIT:
-            self.close_soon(CloseCode.SLOW_CONSUMER)
-            return
-        self._queue.append(frame)
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain())
+    def send(self, frame: bytes) -> None: ...
 
-    def send_message(self, message: dict[str, Any]) -> None:
-        self.send(self.codec.encode(message))
+    def send_message(self, message: dict[str, Any]) -> None: ...
 
-    async def _drain(self) -> None:
-        opcode = WSMsgType.BINARY if self.codec.binary else WSMsgType.TEXT
-        try:
-            while self._queue and not self.closed:
-                await self._ws.send_frame(self._queue.popleft(), opcode)
-        except (ConnectionError, RuntimeError):
-            self._queue.clear()  # the peer is gone; the reader side cleans up
-        finally:
-            self._writer = None
+    def close_soon(self, code: int, *, drop_queued: bool = True) -> None: ...
 
-    async def flush(self) -> None:
-        """Wait until queued frames are written (e.g. an error before a close)."""
-        writer = self._writer
-        if writer is not None:
-            await asyncio.wait([writer], timeout=CLOSE_TIMEOUT_SECONDS)
+    async def flush(self) -> None: ...
 
-    def close_soon(self, code: CloseCode) -> None:
-        """Close in the background with a named code (idempotent)."""
-        if self._closing:
-            return
-        self._closing = True
-        self._queue.clear()
-        self._closer = asyncio.create_task(self.close(code))
-
-    async def close(self, code: CloseCode) -> None:
-        self._closing = True
-        self._queue.clear()
-        if self._writer is not None and self._writer is not asyncio.current_task():
-            self._writer.cancel()
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                await self._ws.close(code=int(code), message=CLOSE_REASONS[code].encode())
-        except (TimeoutError, ConnectionError, RuntimeError):
-            # The peer does not read: drop the connection instead of waiting.
-            if self._transport is not None:
-                self._transport.abort()  # type: ignore[attr-defined]
+    async def close(self, code: int = CloseCode.NORMAL) -> None: ...
 
 
 def decode_event(raw: str) -> dict[str, Any] | None:
@@ -137,6 +76,7 @@ class Hub:
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.events_delivered = 0
+        self.sockets = LiveSockets(on_close=self._forget)
 
     @property
     def connection_count(self) -> int:
@@ -147,6 +87,9 @@ class Hub:
 
     async def join(self, channel: str, conn: Connection) -> None:
         """Add a socket to a channel; returns once events on it will arrive."""
+        if conn.closed:
+            return  # it went away already; nothing would ever remove it
+        conn.channel = channel
         conns = self._channels.get(channel)
         if conns is None:
             conns = self._channels[channel] = set()
@@ -187,6 +130,11 @@ class Hub:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _forget(self, conn: Connection) -> None:
+        """A socket went away (closed by either side, dropped, or timed out)."""
+        if conn.channel:
+            self.leave(conn.channel, conn)
+
     def deliver(self, channel: str, raw: str) -> None:
         """Called by the broker for every event on a subscribed channel."""
         conns = self._channels.get(channel)
@@ -210,5 +158,7 @@ class Hub:
         await asyncio.gather(*(c.close(code) for c in conns), return_exceptions=True)
 
     async def close_all(self, code: CloseCode) -> None:
+        """Close every socket (on shutdown); also stops the heartbeat."""
         conns = {conn for conns in self._channels.values() for conn in conns}
         await asyncio.gather(*(c.close(code) for c in conns), return_exceptions=True)
+        await self.sockets.close_all(code)

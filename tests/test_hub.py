@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 
 from proximity_server import keys
-from proximity_server.hub import SEND_QUEUE_LIMIT
+from proximity_server.wsconn import SEND_QUEUE_LIMIT
 from tests.conftest import AppClient
 from tests.helpers import bearer, open_session
 
