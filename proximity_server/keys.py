@@ -11,6 +11,7 @@ from proximity_server.accounts import AccountService
 from proximity_server.broker import RedisBroker
 from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
+from proximity_server.likes import LikeService
 from proximity_server.photos import PhotoService
 from proximity_server.profiles import ProfileService
 from proximity_server.proximity import ProximityService, SessionSockets
@@ -18,6 +19,7 @@ from proximity_server.rate_limit import RateLimiter, TrustedProxies
 from proximity_server.stats import CounterFlusher
 from proximity_server.taxonomy import Taxonomy
 from proximity_server.tokens import AccessTokens
+from store.events import EventStore
 from store.keys import Keys
 from store.mux import MuxRedis
 from store.photos import PhotoStore
@@ -43,3 +45,5 @@ PROFILES = web.AppKey("profiles", ProfileService)
 DISCOVER = web.AppKey("discover", DiscoverService)
 PHOTOS = web.AppKey("photos", PhotoService)
 PHOTO_STORE = web.AppKey[PhotoStore]("photo_store")
+EVENTS = web.AppKey("events", EventStore)
+LIKES = web.AppKey("likes", LikeService)

@@ -26,6 +26,7 @@ from proximity_server.accounts import AccountService
 from proximity_server.broker import RedisBroker
 from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
+from proximity_server.likes import LikeService
 from proximity_server.passwords import PROFILES, Passwords
 from proximity_server.photos import IMAGE_WORKERS, PhotoService
 from proximity_server.profiles import ProfileService
@@ -37,6 +38,8 @@ from proximity_server.tokens import AccessTokens, load_or_create_secret
 from store import db, redis_client
 from store.accounts import AccountStore
 from store.discover import DiscoverStore
+from store.events import EventStore
+from store.likes import LikeStore
 from store.mux import MuxRedis
 from store.photos import LocalPhotoStore, PhotoRecords, PhotoStore, open_s3_store
 from store.profiles import ProfileStore
@@ -151,6 +154,15 @@ async def profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Likes, matches, conversations and the per-user event log."""
+    pool = app[keys.PG_POOL]
+    events = EventStore(pool, app[keys.REDIS], app[keys.REDIS_KEYS])
+    app[keys.EVENTS] = events
+    app[keys.LIKES] = LikeService(LikeStore(pool), events)
+    yield
+
+
 async def pubsub_ctx(app: web.Application) -> AsyncIterator[None]:
     task = _background(app[keys.BROKER].run(), "pubsub-listener")
     yield
@@ -189,6 +201,7 @@ CLEANUP_CONTEXTS = (
     profiles_ctx,
     services_ctx,
     accounts_ctx,
+    chat_ctx,
     pubsub_ctx,
     flusher_ctx,
     sweeper_ctx,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import accounts, discover, health, photos, profiles, proximity, stats
+from handlers import accounts, discover, health, likes, photos, profiles, proximity, stats
 
 
 def add_routes(app: web.Application) -> list[web.AbstractRoute]:
@@ -32,5 +32,11 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.delete("/me/photos/{photo_id}", photos.delete_photo),
             web.get("/photos/{photo_id}", photos.photo, allow_head=False),
             web.get("/photos/{photo_id}/thumb", photos.photo_thumb, allow_head=False),
+            web.post("/likes", likes.like),
+            web.get("/matches", likes.list_matches, allow_head=False),
+            web.delete("/matches/{match_id}", likes.unmatch),
+            web.post("/blocks", likes.block),
+            web.delete("/blocks/{user_id}", likes.unblock),
+            web.post("/reports", likes.report),
         ]
     )
