@@ -303,7 +303,8 @@ class WebSocketConnection(BaseProtocol):
                     log.exception("frame handler failed")
                     self.close_soon(CloseCode.INTERNAL_ERROR)
         elif kind is WSMsgType.PING:
-            self._write(msg.data, WSMsgType.PONG)
+            if not self._paused:  # a peer that does not read gets no pongs piling up
+                self._write(msg.data, WSMsgType.PONG)
         elif kind is WSMsgType.CLOSE:
             if self._state == _OPEN:  # the peer closes: answer, then hang up
                 self._state = _CLOSING

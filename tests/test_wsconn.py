@@ -129,3 +129,13 @@ async def test_many_sockets_leave_nothing_behind(client: AppClient) -> None:
     await wait_until(lambda: len(hub.sockets) == 0)
     assert hub.sockets._heartbeat is None
     await wait_until(lambda: len(asyncio.all_tasks()) <= tasks_before)
+
+
+async def test_client_pings_are_answered(client: AppClient) -> None:
+    token, secret = await open_session(client, ["devops"])
+    ws = await client.ws_connect(f"/ws/{token}", headers=bearer(secret), autoping=False)
+    await ws.ping(b"are you there")
+    msg = await ws.receive(timeout=2.0)
+    assert msg.type is aiohttp.WSMsgType.PONG
+    assert msg.data == b"are you there"
+    await ws.close()
