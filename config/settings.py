@@ -23,6 +23,7 @@ DEFAULT_JWT_ISSUER = "proximity_server"
 DEFAULT_JWT_AUDIENCE = "proximity_app"
 DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE = 10
 DEFAULT_RATE_LIMIT_API_PER_MINUTE = 100
+DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE = 60
 PASSWORD_HASH_PROFILES = ("production", "test")
 DEFAULT_PASSWORD_HASH_PROFILE = PASSWORD_HASH_PROFILES[0]
 
@@ -132,6 +133,7 @@ class Settings:
     jwt_audience: str = DEFAULT_JWT_AUDIENCE
     rate_limit_auth_per_minute: int = DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE
     rate_limit_api_per_minute: int = DEFAULT_RATE_LIMIT_API_PER_MINUTE
+    rate_limit_messages_per_minute: int = DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE
     # Peers whose X-Forwarded-For is believed (IPs or CIDRs).
     trusted_proxies: tuple[str, ...] = ()
     # "production" argon2id parameters, or cheap "test" ones for the test suite.
@@ -171,6 +173,9 @@ class Settings:
             ),
             rate_limit_api_per_minute=_int(
                 env, "RATE_LIMIT_API_PER_MINUTE", DEFAULT_RATE_LIMIT_API_PER_MINUTE, minimum=1
+            ),
+            rate_limit_messages_per_minute=_int(
+                env, "RATE_LIMIT_MESSAGES_PER_MINUTE", DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE, minimum=1
             ),
             trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
             password_hash_profile=_profile(env),

@@ -9,6 +9,7 @@ from aiohttp import web
 from config.settings import Settings
 from proximity_server.accounts import AccountService
 from proximity_server.broker import RedisBroker
+from proximity_server.conversations import ConversationService
 from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
 from proximity_server.likes import LikeService
@@ -47,3 +48,4 @@ PHOTOS = web.AppKey("photos", PhotoService)
 PHOTO_STORE = web.AppKey[PhotoStore]("photo_store")
 EVENTS = web.AppKey("events", EventStore)
 LIKES = web.AppKey("likes", LikeService)
+CONVERSATIONS = web.AppKey("conversations", ConversationService)

@@ -24,6 +24,7 @@ from protocol.codes import CloseCode
 from proximity_server import keys
 from proximity_server.accounts import AccountService
 from proximity_server.broker import RedisBroker
+from proximity_server.conversations import ConversationService
 from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
 from proximity_server.likes import LikeService
@@ -37,6 +38,7 @@ from proximity_server.taxonomy import OTHER_CATEGORY
 from proximity_server.tokens import AccessTokens, load_or_create_secret
 from store import db, redis_client
 from store.accounts import AccountStore
+from store.conversations import ConversationStore
 from store.discover import DiscoverStore
 from store.events import EventStore
 from store.likes import LikeStore
@@ -160,6 +162,13 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     events = EventStore(pool, app[keys.REDIS], app[keys.REDIS_KEYS])
     app[keys.EVENTS] = events
     app[keys.LIKES] = LikeService(LikeStore(pool), events)
+    app[keys.CONVERSATIONS] = ConversationService(
+        ConversationStore(pool),
+        events,
+        RateLimitStore(app[keys.REDIS]),
+        app[keys.REDIS_KEYS],
+        app[keys.SETTINGS].rate_limit_messages_per_minute,
+    )
     yield
 
 

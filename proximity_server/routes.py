@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import accounts, discover, health, likes, photos, profiles, proximity, stats
+from handlers import accounts, conversations, discover, health, likes, photos, profiles, proximity, stats
 
 
 def add_routes(app: web.Application) -> list[web.AbstractRoute]:
@@ -38,5 +38,9 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.post("/blocks", likes.block),
             web.delete("/blocks/{user_id}", likes.unblock),
             web.post("/reports", likes.report),
+            web.get("/conversations", conversations.list_conversations, allow_head=False),
+            web.get("/conversations/{conversation_id}/messages", conversations.list_messages, allow_head=False),
+            web.post("/conversations/{conversation_id}/messages", conversations.send_message),
+            web.post("/conversations/{conversation_id}/read", conversations.mark_read),
         ]
     )

@@ -1,0 +1,50 @@
+"""GET /conversations, GET and POST /conversations/{conversation_id}/messages,
+POST /conversations/{conversation_id}/read."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import orjson
+from aiohttp import web
+
+from proximity_server import keys
+from proximity_server.auth import authenticated_user
+from proximity_server.http import path_uuid, read_json_object
+from proximity_server.pagination import page_limit
+
+CONVERSATION: Final = "conversation"
+
+
+def _json(status: int, body: object) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+async def list_conversations(request: web.Request) -> web.Response:
+    user = await authenticated_user(request)
+    limit = page_limit(request.query)
+    page = await request.app[keys.CONVERSATIONS].inbox(user.user_id, limit, request.query.get("cursor"))
+    return _json(200, page)
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    user = await authenticated_user(request)
+    conversation_id = path_uuid(request, "conversation_id", CONVERSATION)
+    limit = page_limit(request.query)
+    page = await request.app[keys.CONVERSATIONS].messages(user.user_id, conversation_id, limit, request.query)
+    return _json(200, page)
+
+
+async def send_message(request: web.Request) -> web.Response:
+    user = await authenticated_user(request)
+    conversation_id = path_uuid(request, "conversation_id", CONVERSATION)
+    data = await read_json_object(request, required=("client_id", "text"))
+    sent = await request.app[keys.CONVERSATIONS].send(user.user_id, conversation_id, data)
+    return _json(201 if sent.created else 200, sent.message)
+
+
+async def mark_read(request: web.Request) -> web.Response:
+    user = await authenticated_user(request)
+    conversation_id = path_uuid(request, "conversation_id", CONVERSATION)
+    data = await read_json_object(request, required=("up_to",))
+    return _json(200, await request.app[keys.CONVERSATIONS].mark_read(user.user_id, conversation_id, data))
