@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import Executor
@@ -33,6 +34,8 @@ from store.photos import (
     PhotoStore,
     object_keys,
 )
+
+log = logging.getLogger(__name__)
 
 MAX_UPLOAD_BYTES: Final = 10 * 1024 * 1024
 MAX_PHOTOS: Final = 6
@@ -161,8 +164,12 @@ class PhotoService:
             raise exc.error(exc.message) from None
         photo_id = str(uuid.uuid4())
         key, thumb_key = object_keys(user_id, photo_id)
-        await self._store.put(key, clean.data, clean.content_type)
-        await self._store.put(thumb_key, clean.thumb, clean.content_type)
+        try:
+            await self._store.put(key, clean.data, clean.content_type)
+            await self._store.put(thumb_key, clean.thumb, clean.content_type)
+        except BaseException:
+            await self._forget(key, thumb_key)
+            raise
         new = NewPhoto(photo_id, clean.content_type, clean.width, clean.height, len(clean.data), key, thumb_key)
         try:
             photo = await self._records.add(user_id, new, MAX_PHOTOS)
@@ -178,8 +185,13 @@ class PhotoService:
         return photo_view(photo)
 
     async def _forget(self, *keys: str) -> None:
+        """Best-effort removal of objects no row points to (any more): a
+        failure is logged, never raised over the error being handled."""
         for key in keys:
-            await self._store.delete(key)
+            try:
+                await self._store.delete(key)
+            except Exception:
+                log.warning("could not delete a photo object; it is orphaned", extra={"key": key}, exc_info=True)
 
     async def list_own(self, user_id: str) -> list[dict[str, Any]]:
         return [photo_view(p) for p in await self._records.list_for_user(user_id)]
