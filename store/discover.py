@@ -5,12 +5,9 @@ user_id)`` and stops after ``limit + 1`` matching rows, so its cost follows
 the page size, not the table size. With a distance filter, a bounding box on
 the indexed ``lat``/``lon`` narrows the rows before the exact haversine test.
 
-Later features add exclusions as further ``NOT EXISTS`` clauses in
-:func:`page_sql` (``_exclusions``), e.g. people the viewer already
-liked or passed, and blocks in either direction::
-
-    NOT EXISTS (SELECT 1 FROM swipes s WHERE s.actor_id = $1 AND s.target_id = p.user_id)
-    NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker_id, b.blocked_id) IN (($1, p.user_id), (p.user_id, $1)))
+Exclusions are ``NOT EXISTS`` clauses in :func:`page_sql` (``_exclusions``):
+people the viewer already liked or passed (``likes``), and blocks in either
+direction (``blocks``); both use those tables' primary keys.
 """
 
 from __future__ import annotations
@@ -27,8 +24,11 @@ from store.profiles import PROFILE_COLUMNS, Location, Profile, profile_from_row
 EARTH_RADIUS_KM: Final = 6371.0088
 KM_PER_DEGREE_LAT: Final = math.pi * EARTH_RADIUS_KM / 180.0
 
-# Exclusion clauses (each a NOT EXISTS over $1, the viewer's id) added by later features.
-_exclusions: tuple[str, ...] = ()
+# Exclusion clauses (each a NOT EXISTS over $1, the viewer's id).
+_exclusions: tuple[str, ...] = (
+    "NOT EXISTS (SELECT 1 FROM likes l WHERE l.liker = $1 AND l.likee = p.user_id)",
+    "NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker, b.blocked) IN (($1, p.user_id), (p.user_id, $1)))",
+)
 
 
 @dataclass(frozen=True, slots=True)
