@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from moto.server import ThreadedMotoServer
 from PIL import ExifTags, Image
 
 from config.settings import Settings, photos_dir
+from proximity_server import photos as photos_module
 from proximity_server.photos import MAX_UPLOAD_BYTES, clean_image, sniff_format
 from tests.conftest import AppClient, MakeClient
 from tests.profile_helpers import ACCOUNT_SETTINGS, User, image_bytes, sign_up, upload, upload_form
@@ -274,3 +276,17 @@ async def test_s3_store(make_client: MakeClient, s3_endpoint: str, settings: Set
     assert (await client.delete(f"/me/photos/{photo['photo_id']}", headers=user.headers)).status == 204
     left = s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=f"{user.user_id}/").get("Contents", [])
     assert left == []
+
+
+async def test_decoding_runs_on_the_image_threads(client: AppClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+
+    def recording(data: bytes) -> photos_module.CleanImage:
+        threads.append(threading.current_thread().name)
+        return clean_image(data)
+
+    monkeypatch.setattr(photos_module, "clean_image", recording)
+    user = await sign_up(client)
+    await upload(client, user)
+    assert len(threads) == 1 and threads[0].startswith("images")
+    assert threads[0] != threading.current_thread().name
