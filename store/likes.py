@@ -81,16 +81,21 @@ async def _live_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> bool:
     return found is not None
 
 
-async def end_active_match_in_transaction(conn: asyncpg.Connection, x: str, y: str) -> EndedMatch | None:
-    """End the pair's active match (if any): close its conversation, turn
-    both likes into passes (no re-match without two new likes), and log an
-    ``unmatch`` event for both. The caller holds the pair lock."""
+async def end_active_match_in_transaction(
+    conn: asyncpg.Connection, x: str, y: str, only_match_id: str | None = None
+) -> EndedMatch | None:
+    """End the pair's active match (if any, and if it is ``only_match_id``
+    when given): close its conversation, turn both likes into passes (no
+    re-match without two new likes), and log an ``unmatch`` event for both.
+    The caller holds the pair lock."""
     a, b = ordered_pair(x, y)
     match_id = await conn.fetchval(
         """UPDATE matches SET ended_at = clock_timestamp()
-           WHERE user_a = $1 AND user_b = $2 AND ended_at IS NULL RETURNING id""",
+           WHERE user_a = $1 AND user_b = $2 AND ended_at IS NULL AND ($3::uuid IS NULL OR id = $3::uuid)
+           RETURNING id""",
         a,
         b,
+        None if only_match_id is None else uuid.UUID(only_match_id),
     )
     if match_id is None:
         return None
@@ -234,10 +239,8 @@ class LikeStore:
         x, y = str(row["user_a"]), str(row["user_b"])
         async with self._pool.acquire() as conn, conn.transaction():
             await lock_pair_in_transaction(conn, x, y)
-            ended = await end_active_match_in_transaction(conn, x, y)
-        if ended is None or ended.match_id != match_id:
-            return None  # someone ended it first
-        return ended
+            # None if someone ended it first (the pair may even have matched again since).
+            return await end_active_match_in_transaction(conn, x, y, only_match_id=match_id)
 
     async def block(self, blocker: str, blocked: str) -> BlockOutcome:
         """Block someone (idempotent), ending any match with them."""

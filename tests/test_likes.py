@@ -140,6 +140,9 @@ async def test_unmatch(client: AppClient, pg: asyncpg.Connection) -> None:
     # Two new likes do: a new match and a new conversation.
     _status, again = await like(client, b, a)
     assert again["matched"] and again["match_id"] != match["match_id"]
+    # A late unmatch of the old match leaves the new one alone.
+    assert (await client.delete(f"/matches/{match['match_id']}", headers=a.auth)).status == 404
+    assert [m["match_id"] for m in (await get_matches(client, a))[1]["items"]] == [again["match_id"]]
 
 
 async def test_block_unmatches_hides_and_refuses_likes(client: AppClient, pg: asyncpg.Connection) -> None:
