@@ -113,7 +113,7 @@ class AccountService:
     async def logout_all(self, user_id: str) -> None:
         now = time.time()
         await self._store.revoke_all_tokens(user_id, _utc(now))
-        await self._store.publish_user_event(user_id, f"{LOGOUT_EVENT}|{int(now)}")
+        await self._store.publish_user_event(user_id, f"{LOGOUT_EVENT}|{int(now * 1000)}")  # ms, like iat checks
 
     async def authorize(self, claims: AccessClaims) -> None:
         """Refuse a revoked token (or a gone user); count the call against the user's API limit."""

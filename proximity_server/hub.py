@@ -20,6 +20,8 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final, Protocol
 
+import orjson
+
 from protocol.codec import Codec
 from protocol.codes import CloseCode
 from protocol.messages import Nudge, nudge_text
@@ -55,12 +57,31 @@ class Connection(Protocol):
     async def close(self, code: int = CloseCode.NORMAL) -> None: ...
 
 
+# Broker payloads whose body is the JSON of the wire message itself: durable
+# user events (store/events.py) and the ephemeral typing/presence signals.
+JSON_EVENTS: Final = frozenset({"event", "typing", "presence"})
+# A control payload: "logout|<ms>" (tokens issued before it are revoked).
+LOGOUT_EVENT: Final = "logout"
+
+# Decides, per socket, whether a message goes out (and may act on it, e.g.
+# close the socket on a logout). None means every socket gets every message.
+Gate = Callable[["Connection", dict[str, Any]], bool]
+
+
 def decode_event(raw: str) -> dict[str, Any] | None:
     """Turn a broker payload into the wire message it stands for."""
     kind, _, body = raw.partition(EVENT_SEPARATOR)
     if kind == NUDGE_EVENT:
         categories = tuple(body.split(","))
         return Nudge(categories, nudge_text(categories)).to_wire()
+    if kind in JSON_EVENTS:
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        return message if isinstance(message, dict) else None
+    if kind == LOGOUT_EVENT and body.isdigit():
+        return {"type": LOGOUT_EVENT, "before_ms": int(body)}
     return None
 
 
@@ -77,6 +98,8 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self.events_delivered = 0
         self.sockets = LiveSockets(on_close=self._forget)
+        self.gate: Gate | None = None
+        self.close_listeners: list[Callable[[Connection], None]] = []
 
     @property
     def connection_count(self) -> int:
@@ -134,6 +157,8 @@ class Hub:
         """A socket went away (closed by either side, dropped, or timed out)."""
         if conn.channel:
             self.leave(conn.channel, conn)
+        for listener in self.close_listeners:
+            listener(conn)
 
     def deliver(self, channel: str, raw: str) -> None:
         """Called by the broker for every event on a subscribed channel."""
@@ -145,7 +170,10 @@ class Hub:
             log.warning("unknown event dropped", extra={"channel": channel})
             return
         encoded: dict[Codec, bytes] = {}
+        gate = self.gate
         for conn in tuple(conns):
+            if gate is not None and not gate(conn, message):
+                continue
             frame = encoded.get(conn.codec)
             if frame is None:
                 frame = encoded[conn.codec] = conn.codec.encode(message)

@@ -17,6 +17,7 @@ from proximity_server.photos import PhotoService
 from proximity_server.profiles import ProfileService
 from proximity_server.proximity import ProximityService, SessionSockets
 from proximity_server.rate_limit import RateLimiter, TrustedProxies
+from proximity_server.realtime import Realtime
 from proximity_server.stats import CounterFlusher
 from proximity_server.taxonomy import Taxonomy
 from proximity_server.tokens import AccessTokens
@@ -49,3 +50,4 @@ PHOTO_STORE = web.AppKey[PhotoStore]("photo_store")
 EVENTS = web.AppKey("events", EventStore)
 LIKES = web.AppKey("likes", LikeService)
 CONVERSATIONS = web.AppKey("conversations", ConversationService)
+REALTIME = web.AppKey("realtime", Realtime)

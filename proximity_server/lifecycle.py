@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,6 +35,7 @@ from proximity_server.photos import IMAGE_WORKERS, PhotoService
 from proximity_server.profiles import ProfileService
 from proximity_server.proximity import ProximityService, SessionSockets
 from proximity_server.rate_limit import RateLimiter
+from proximity_server.realtime import Realtime
 from proximity_server.stats import CounterFlusher
 from proximity_server.taxonomy import OTHER_CATEGORY
 from proximity_server.tokens import AccessTokens, load_or_create_secret
@@ -44,12 +47,21 @@ from store.events import EventStore
 from store.likes import LikeStore
 from store.mux import MuxRedis
 from store.photos import LocalPhotoStore, PhotoRecords, PhotoStore, open_s3_store
+from store.presence import PresenceStore
 from store.profiles import ProfileStore
 from store.proximity import ProximityStore
 from store.rate_limit import RateLimitStore
 from store.stats import StatsStore
 
 log = logging.getLogger(__name__)
+
+
+PRESENCE_REFRESHES_PER_TTL = 3
+
+
+def process_id() -> str:
+    """Names this process in presence claims: unique across hosts and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _background(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -172,6 +184,38 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    """User sockets: presence claims refreshed while this process holds them."""
+    settings = app[keys.SETTINGS]
+    heartbeat = settings.ws_heartbeat_seconds
+    presence = PresenceStore(app[keys.REDIS], app[keys.REDIS_KEYS], process_id(), claim_ttl_seconds=heartbeat)
+    realtime = Realtime(
+        hub=app[keys.HUB],
+        keys=app[keys.REDIS_KEYS],
+        tokens=app[keys.ACCESS_TOKENS],
+        accounts=app[keys.ACCOUNTS],
+        conversations=app[keys.CONVERSATIONS],
+        events=app[keys.EVENTS],
+        presence=presence,
+        pool=app[keys.PG_POOL],
+        redis=app[keys.REDIS],
+    )
+    app[keys.REALTIME] = realtime
+
+    async def refresh_forever() -> None:
+        while True:
+            await asyncio.sleep(heartbeat / PRESENCE_REFRESHES_PER_TTL)
+            try:
+                await realtime.refresh_presence()
+            except Exception as exc:
+                log.warning("presence refresh failed", extra={"error": repr(exc)})
+
+    task = _background(refresh_forever(), "presence-refresh")
+    yield
+    await _cancel(task)
+    await realtime.close()
+
+
 async def pubsub_ctx(app: web.Application) -> AsyncIterator[None]:
     task = _background(app[keys.BROKER].run(), "pubsub-listener")
     yield
@@ -211,6 +255,7 @@ CLEANUP_CONTEXTS = (
     services_ctx,
     accounts_ctx,
     chat_ctx,
+    realtime_ctx,
     pubsub_ctx,
     flusher_ctx,
     sweeper_ctx,

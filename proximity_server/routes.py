@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import accounts, conversations, discover, health, likes, photos, profiles, proximity, stats
+from handlers import accounts, conversations, discover, health, likes, photos, profiles, proximity, realtime, stats
 
 
 def add_routes(app: web.Application) -> list[web.AbstractRoute]:
@@ -15,6 +15,7 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.post("/session", proximity.create_session),
             web.post("/match", proximity.match),
             web.get("/ws/{ble_token}", proximity.proximity_socket, allow_head=False),
+            web.get("/ws", realtime.user_socket, allow_head=False),
             web.get("/stats", stats.stats, allow_head=False),
             web.post("/auth/register", accounts.register),
             web.post("/auth/login", accounts.login),

@@ -105,8 +105,11 @@ MakeClient = Callable[..., Awaitable[AppClient]]
 
 
 @pytest.fixture
-def make_client(aiohttp_client: Callable[[web.Application], Awaitable[AppClient]], settings: Settings) -> MakeClient:
-    """Start an app instance (several may share one Redis and PostgreSQL)."""
+def make_client(settings: Settings, aiohttp_client: Callable[[web.Application], Awaitable[AppClient]]) -> MakeClient:
+    """Start an app instance (several may share one Redis and PostgreSQL).
+
+    ``settings`` comes first so that its teardown (dropping the schema and
+    the Redis keys) runs after the apps have shut down."""
 
     async def factory(**overrides: object) -> AppClient:
         return await aiohttp_client(create_app(settings.with_overrides(**overrides)))

@@ -356,7 +356,7 @@ async def test_logout_all_kills_every_token(
     await pubsub.subscribe(f"{settings.redis_prefix}ev:user:{first['user_id']}")
     try:
         await pubsub.get_message(timeout=1.0)  # subscribe confirmation
-        before = int(time.time())
+        before = int(time.time() * 1000)
         resp = await client.post("/auth/logout-all", headers=bearer(second["access_token"]))
         assert resp.status == 204
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2.0)
@@ -364,7 +364,7 @@ async def test_logout_all_kills_every_token(
         await pubsub.aclose()  # type: ignore[no-untyped-call]
     assert message is not None
     event, _, ts = message["data"].partition("|")
-    assert event == "logout" and before <= int(ts) <= time.time() + 1
+    assert event == "logout" and before <= int(ts) <= (time.time() + 1) * 1000  # milliseconds
 
     for pair in (first, second):
         assert (await refresh(client, pair["refresh_token"]))[0] == 401
