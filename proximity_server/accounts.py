@@ -115,12 +115,12 @@ class AccountService:
         await self._store.revoke_all_tokens(user_id, _utc(now))
         await self._store.publish_user_event(user_id, f"{LOGOUT_EVENT}|{int(now * 1000)}")  # ms, like iat checks
 
-    async def authorize(self, claims: AccessClaims) -> None:
-        """Refuse a revoked token (or a gone user); count the call against the user's API limit."""
+    async def authorize(self, claims: AccessClaims, *, count: bool = True) -> None:
+        """Refuse a revoked token (or a gone user); count the call against the
+        user's API limit unless ``count`` is False."""
         window = current_window(int(time.time() * 1000))
-        check = await self._store.access_check(
-            claims.user_id, self.limiter.api_bucket(claims.user_id, window), WINDOW_MS
-        )
+        bucket = self.limiter.api_bucket(claims.user_id, window) if count else None
+        check = await self._store.access_check(claims.user_id, bucket, WINDOW_MS)
         valid_after_ms = check.valid_after_ms
         if not check.cached:
             valid_after_ms = await self._store.load_valid_after_ms(claims.user_id)

@@ -31,9 +31,10 @@ class AuthenticatedUser:
     issued_at: dt.datetime  # UTC
 
 
-async def authenticated_user(request: web.Request) -> AuthenticatedUser:
+async def authenticated_user(request: web.Request, *, count_request: bool = True) -> AuthenticatedUser:
     """The user behind the request's access token; raises Unauthorized (401)
-    or RateLimited (429)."""
+    or RateLimited (429). ``count_request=False`` for reads that a page makes
+    by the dozen (photo bytes), which must not eat the user's API budget."""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("send an access token as 'Authorization: Bearer <token>'")
@@ -42,7 +43,7 @@ async def authenticated_user(request: web.Request) -> AuthenticatedUser:
         claims = app[keys.ACCESS_TOKENS].verify(token)
     except InvalidToken:
         raise Unauthorized("invalid or expired access token") from None
-    await app[keys.ACCOUNTS].authorize(claims)
+    await app[keys.ACCOUNTS].authorize(claims, count=count_request)
     return AuthenticatedUser(claims.user_id, claims.jti, dt.datetime.fromtimestamp(claims.issued_at, dt.UTC))
 
 

@@ -174,13 +174,16 @@ class AccountStore:
 
     # -- the per-request check ---------------------------------------------
 
-    async def access_check(self, user_id: str, api_bucket: str, window_ms: int) -> AccessCheck:
-        """One round trip: the cached cut-off and this request's API hit count."""
+    async def access_check(self, user_id: str, api_bucket: str | None, window_ms: int) -> AccessCheck:
+        """One round trip: the cached cut-off and this request's API hit count
+        (0 when ``api_bucket`` is None: a request that is not counted)."""
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.get(self._keys.tokens_valid_after(user_id))
-            pipe.incr(api_bucket)
-            pipe.pexpire(api_bucket, window_ms)
-            cached, hits, _ = await pipe.execute()
+            if api_bucket is not None:
+                pipe.incr(api_bucket)
+                pipe.pexpire(api_bucket, window_ms)
+            cached, *counted = await pipe.execute()
+        hits = counted[0] if counted else 0
         if cached is None:
             return AccessCheck(valid_after_ms=None, cached=False, api_hits=int(hits))
         value = cached.decode() if isinstance(cached, bytes) else str(cached)

@@ -290,3 +290,16 @@ async def test_decoding_runs_on_the_image_threads(client: AppClient, monkeypatch
     await upload(client, user)
     assert len(threads) == 1 and threads[0].startswith("images")
     assert threads[0] != threading.current_thread().name
+
+
+async def test_photo_reads_do_not_use_up_the_api_rate_limit(make_client: MakeClient) -> None:
+    client = await make_client(rate_limit_api_per_minute=5)
+    user = await sign_up(client)
+    photo = await upload(client, user)  # 1 counted call
+    for _ in range(20):  # a discovery page shows many photos
+        resp = await client.get(photo["thumb_url"], headers=user.headers)
+        assert resp.status == 200
+    for _ in range(4):
+        assert (await client.get("/me", headers=user.headers)).status == 200  # calls 2..5
+    limited = await client.get("/me", headers=user.headers)
+    assert limited.status == 429 and "Retry-After" in limited.headers
