@@ -1,0 +1,86 @@
+"""A device's server process is killed (SIGKILL) while messages are sent to
+it; the device reconnects to another process, resumes, and gets every missed
+message exactly once, in order."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from config.settings import Settings
+from tests.auth_helpers import ACCOUNT_OVERRIDES, TEST_JWT_SECRET
+from tests.chat_helpers import matched_pair
+from tests.conftest import AppClient
+from tests.test_run import ROOT, free_port, wait_until_live
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.with_overrides(**ACCOUNT_OVERRIDES)
+
+
+async def read_until_result(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while True:
+        msg = await ws.receive(timeout=5)
+        assert msg.type is aiohttp.WSMsgType.TEXT, msg
+        data = orjson.loads(msg.data)
+        if data["type"] == "result":
+            return frames, data
+        frames.append(data)
+
+
+async def test_resume_after_the_process_was_killed(client: AppClient, settings: Settings, tmp_path: Path) -> None:
+    a, b, match = await matched_pair(client)
+    conversation_id = match["conversation_id"]
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "REDIS_PREFIX": settings.redis_prefix,
+        "DB_SCHEMA": settings.db_schema,
+        "JWT_SECRET": TEST_JWT_SECRET,
+        "PASSWORD_HASH_PROFILE": "test",
+        "ACCESS_LOG": "0",
+    }
+    with (tmp_path / "doomed.log").open("wb") as log_file:
+        doomed = subprocess.Popen([sys.executable, "run.py", "--port", str(port)], cwd=ROOT, env=env, stderr=log_file)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await wait_until_live(base, doomed)
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"{base}/ws", headers=a.auth)
+            await ws.send_str('{"type": "resume", "id": 1, "last_event_id": 0}')
+            frames, result = await read_until_result(ws)
+            assert [f["type"] for f in frames] == ["match"] and result["ok"]
+            last_seen = frames[-1]["event_id"]
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(10)
+            for n in range(10):  # sent while the device is cut off
+                resp = await client.post(
+                    f"/conversations/{conversation_id}/messages",
+                    json={"client_id": f"k{n}", "text": f"while you were away {n}"},
+                    headers=b.auth,
+                )
+                assert resp.status == 201
+            await ws.close()
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+            doomed.wait()
+    ws = await client.ws_connect("/ws", headers=a.auth)
+    await ws.send_str(orjson.dumps({"type": "resume", "id": 2, "last_event_id": last_seen}).decode())
+    frames, result = await read_until_result(ws)
+    assert result["result"]["replayed"] == 10
+    assert [f["message"]["text"] for f in frames] == [f"while you were away {n}" for n in range(10)]
+    assert [f["event_id"] for f in frames] == list(range(last_seen + 1, last_seen + 11))
+    await ws.close()
