@@ -13,6 +13,7 @@ from proximity_server.conversations import ConversationService
 from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
 from proximity_server.likes import LikeService
+from proximity_server.metrics import Metrics
 from proximity_server.photos import PhotoService
 from proximity_server.profiles import ProfileService
 from proximity_server.proximity import ProximityService, SessionSockets
@@ -51,3 +52,4 @@ EVENTS = web.AppKey("events", EventStore)
 LIKES = web.AppKey("likes", LikeService)
 CONVERSATIONS = web.AppKey("conversations", ConversationService)
 REALTIME = web.AppKey("realtime", Realtime)
+METRICS = web.AppKey("metrics", Metrics)

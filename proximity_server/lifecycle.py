@@ -44,6 +44,7 @@ from store.accounts import AccountStore
 from store.conversations import ConversationStore
 from store.discover import DiscoverStore
 from store.events import EventStore
+from store.hidden import HiddenPairs
 from store.likes import LikeStore
 from store.mux import MuxRedis
 from store.photos import LocalPhotoStore, PhotoRecords, PhotoStore, open_s3_store
@@ -173,7 +174,7 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = app[keys.PG_POOL]
     events = EventStore(pool, app[keys.REDIS], app[keys.REDIS_KEYS])
     app[keys.EVENTS] = events
-    app[keys.LIKES] = LikeService(LikeStore(pool), events)
+    app[keys.LIKES] = LikeService(LikeStore(pool), events, HiddenPairs(app[keys.REDIS], app[keys.REDIS_KEYS]))
     app[keys.CONVERSATIONS] = ConversationService(
         ConversationStore(pool),
         events,

@@ -25,6 +25,7 @@ from proximity_server.pagination import (
     micros,
 )
 from store.events import EventStore
+from store.hidden import HiddenPairs
 from store.likes import LIKE, PASS, LikeStatus, LikeStore, MatchRow
 
 LIKE_ACTIONS: Final = frozenset({LIKE, PASS})
@@ -62,9 +63,10 @@ def match_view(row: MatchRow) -> dict[str, Any]:
 
 
 class LikeService:
-    def __init__(self, store: LikeStore, events: EventStore) -> None:
+    def __init__(self, store: LikeStore, events: EventStore, hidden: HiddenPairs | None = None) -> None:
         self._store = store
         self._events = events
+        self._hidden = hidden  # mirrors blocks for the proximity hot path
 
     async def like(self, viewer_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         target = target_user_id(data["user_id"], viewer_id)
@@ -105,12 +107,16 @@ class LikeService:
         outcome = await self._store.block(viewer_id, target)
         if not outcome.known_user:
             raise NotFound(NO_SUCH_USER)
+        if self._hidden is not None:
+            await self._hidden.hide(viewer_id, target)
         if outcome.ended is not None:
             await publish_committed(self._events, outcome.ended.events)
 
     async def unblock(self, viewer_id: str, user_id: str) -> None:
         if not await self._store.unblock(viewer_id, user_id):
             raise NotFound("you have not blocked this user")
+        if self._hidden is not None and not await self._store.blocked_either_way(viewer_id, user_id):
+            await self._hidden.unhide(viewer_id, user_id)
 
     async def report(self, viewer_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         target = target_user_id(data["user_id"], viewer_id)

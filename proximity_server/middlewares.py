@@ -22,9 +22,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from protocol.codes import ErrorCode
+from proximity_server import keys
 from proximity_server.broker import BrokerUnavailable
 from proximity_server.errors import ApiError
 from proximity_server.logs import request_id_var
+from proximity_server.metrics import UNMATCHED_ROUTE
 
 log = logging.getLogger("proximity_server.access")
 error_log = logging.getLogger("proximity_server.errors")
@@ -89,6 +91,12 @@ def make_request_context(access_log: bool) -> web.middleware:  # type: ignore[va
                 response.headers.update(SECURITY_HEADERS)
             return response
         finally:
+            elapsed = time.perf_counter() - started
+            metrics = request.app.get(keys.METRICS)
+            if metrics is not None:
+                resource = request.match_info.route.resource
+                route = resource.canonical if resource is not None else UNMATCHED_ROUTE
+                metrics.requests.observe(route, request.method, status, elapsed)
             if access_log:
                 log.info(
                     "request",
@@ -96,7 +104,7 @@ def make_request_context(access_log: bool) -> web.middleware:  # type: ignore[va
                         "method": request.method,
                         "path": request.path,
                         "status": status,
-                        "ms": round((time.perf_counter() - started) * 1000, 3),
+                        "ms": round(elapsed * 1000, 3),
                         "remote": request.remote,
                     },
                 )

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import accounts, conversations, discover, health, likes, photos, profiles, proximity, realtime, stats
+from handlers import (
+    accounts,
+    conversations,
+    discover,
+    health,
+    likes,
+    metrics,
+    photos,
+    profiles,
+    proximity,
+    realtime,
+    stats,
+)
 
 
 def add_routes(app: web.Application) -> list[web.AbstractRoute]:
@@ -17,6 +29,7 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.get("/ws/{ble_token}", proximity.proximity_socket, allow_head=False),
             web.get("/ws", realtime.user_socket, allow_head=False),
             web.get("/stats", stats.stats, allow_head=False),
+            web.get("/metrics", metrics.metrics, allow_head=False),
             web.post("/auth/register", accounts.register),
             web.post("/auth/login", accounts.login),
             web.post("/auth/refresh", accounts.refresh),

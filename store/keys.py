@@ -31,6 +31,14 @@ class Keys:
         """Hash of the counter batch being flushed right now."""
         return f"{self.prefix}counters:inflight"
 
+    @property
+    def hidden_prefix(self) -> str:
+        return f"{self.prefix}hidden:"
+
+    def hidden(self, user_id: str) -> str:
+        """Set: the users this user must never be nudged with (blocks, either way)."""
+        return f"{self.hidden_prefix}{user_id}"
+
     def presence(self, user_id: str) -> str:
         """Sorted set: process id -> when its claim that the user is online expires (ms)."""
         return f"{self.prefix}presence:{user_id}"

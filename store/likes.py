@@ -262,6 +262,15 @@ class LikeStore:
         )
         return status != "DELETE 0"
 
+    async def blocked_either_way(self, a: str, b: str) -> bool:
+        """Whether a block stands between the two, in either direction."""
+        found = await self._pool.fetchval(
+            """SELECT 1 FROM blocks WHERE (blocker = $1 AND blocked = $2) OR (blocker = $2 AND blocked = $1)""",
+            uuid.UUID(a),
+            uuid.UUID(b),
+        )
+        return found is not None
+
     async def report(self, reporter: str, reported: str, reason: str, details: str) -> str | None:
         """File a report; None if the reported user does not exist."""
         try:

@@ -103,6 +103,7 @@ class ProximityStore:
                 k.token_channel_prefix,
                 self._never,
                 k.user_channel_prefix,
+                k.hidden_prefix,
             ],
         )
         code = int(reply[0])

@@ -3,7 +3,7 @@
 -- KEYS[1] own session hash, KEYS[2] detected session hash, KEYS[3] pending counters hash
 -- ARGV[1] secret hash presented   ARGV[2] own token   ARGV[3] detected token
 -- ARGV[4] token channel prefix    ARGV[5] category that never matches ("other")
--- ARGV[6] user channel prefix
+-- ARGV[6] user channel prefix     ARGV[7] hidden-pairs set prefix
 -- Returns {-1} unauthorised, {0} no match, {1, categories, nudged(0|1)}.
 
 local own = redis.call('HMGET', KEYS[1], 'secret', 'gid', 'interest_categories', 'user_id')
@@ -15,6 +15,10 @@ if KEYS[1] == KEYS[2] then
 end
 local other = redis.call('HMGET', KEYS[2], 'gid', 'interest_categories', 'user_id')
 if not other[1] then
+  return {0}
+end
+-- Two signed-in people who blocked each other are never nudged.
+if own[4] and other[3] and redis.call('SISMEMBER', ARGV[7] .. own[4], other[3]) == 1 then
   return {0}
 end
 

@@ -1,0 +1,16 @@
+"""GET /metrics: Prometheus text exposition, for admins."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from proximity_server import keys
+from proximity_server.http import bearer_token
+from proximity_server.stats import check_admin
+
+
+async def metrics(request: web.Request) -> web.Response:
+    check_admin(bearer_token(request), request.app[keys.SETTINGS].admin_token)
+    body = request.app[keys.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
