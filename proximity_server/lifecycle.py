@@ -30,10 +30,11 @@ from proximity_server.conversations import ConversationService
 from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
 from proximity_server.likes import LikeService
+from proximity_server.metrics import MeteredProximityService, Metrics
 from proximity_server.passwords import PROFILES, Passwords
 from proximity_server.photos import IMAGE_WORKERS, PhotoService
 from proximity_server.profiles import ProfileService
-from proximity_server.proximity import ProximityService, SessionSockets
+from proximity_server.proximity import SessionSockets
 from proximity_server.rate_limit import RateLimiter
 from proximity_server.realtime import Realtime
 from proximity_server.stats import CounterFlusher
@@ -106,7 +107,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     client = app[keys.REDIS]
     redis_keys = app[keys.REDIS_KEYS]
     store = ProximityStore(client, app[keys.REDIS_MUX], redis_keys, OTHER_CATEGORY)
-    app[keys.PROXIMITY] = ProximityService(store, app[keys.TAXONOMY], settings.session_ttl_seconds)
+    app[keys.PROXIMITY] = MeteredProximityService(store, app[keys.TAXONOMY], settings.session_ttl_seconds)
     app[keys.STATS_STORE] = StatsStore(client, app[keys.PG_POOL], redis_keys)
 
     hub_ref: list[Hub] = []
@@ -243,6 +244,21 @@ async def flusher_ctx(app: web.Application) -> AsyncIterator[None]:
         log.exception("final counter flush failed; counters stay in Redis for the next start")
 
 
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Per-app Prometheus registry; its gauges read the live objects at scrape time."""
+    app[keys.METRICS] = Metrics(
+        {
+            "hub": lambda: app.get(keys.HUB),
+            "broker": lambda: app.get(keys.BROKER),
+            "proximity": lambda: app.get(keys.PROXIMITY),
+            "flusher": lambda: app.get(keys.FLUSHER),
+            "pg_pool": lambda: app.get(keys.PG_POOL),
+            "redis": lambda: app.get(keys.REDIS),
+        }
+    )
+    yield
+
+
 async def close_sockets(app: web.Application) -> None:
     hub = app.get(keys.HUB)
     if hub is not None:
@@ -250,6 +266,7 @@ async def close_sockets(app: web.Application) -> None:
 
 
 CLEANUP_CONTEXTS = (
+    metrics_ctx,
     redis_ctx,
     postgres_ctx,
     profiles_ctx,
