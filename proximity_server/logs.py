@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import sys
 import time
 from typing import Any, Final
@@ -24,6 +25,13 @@ _STANDARD: Final = frozenset(
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record; in a worker of ``run.py --workers N``, each
+    line also names the worker: ``"worker": <index>, "pid": <pid>``."""
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
@@ -34,6 +42,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id is not None:
             entry["request_id"] = request_id
+        if self.worker is not None:
+            entry["worker"] = self.worker
+            entry["pid"] = os.getpid()
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -42,9 +53,10 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=repr).decode()
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", *, worker: int | None = None) -> None:
+    """JSON lines on stderr; ``worker`` is the index of a supervised worker process."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
