@@ -11,6 +11,7 @@ from handlers import (
     health,
     likes,
     metrics,
+    openapi,
     photos,
     profiles,
     proximity,
@@ -24,6 +25,7 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
         [
             web.get("/livez", health.livez, allow_head=False),
             web.get("/health", health.health, allow_head=False),
+            web.get("/openapi.json", openapi.openapi, allow_head=False),
             web.post("/session", proximity.create_session),
             web.post("/match", proximity.match),
             web.get("/ws/{ble_token}", proximity.proximity_socket, allow_head=False),
