@@ -109,6 +109,8 @@ class Settings:
     redis_prefix: str = "px:"
     # PostgreSQL schema the server's tables live in (tests use one per test).
     db_schema: str = "public"
+    # application_name of the server's PostgreSQL connections (pg_stat_activity).
+    db_application_name: str = "proximity_server"
     session_ttl_seconds: int = DEFAULT_SESSION_TTL_SECONDS
     allowed_origins: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
@@ -151,6 +153,7 @@ class Settings:
             redis_url=_read(env, "REDIS_URL"),
             redis_prefix=_read(env, "REDIS_PREFIX") or "px:",
             db_schema=_read(env, "DB_SCHEMA") or "public",
+            db_application_name=_read(env, "DB_APPLICATION_NAME") or "proximity_server",
             session_ttl_seconds=_int(env, "SESSION_TTL_SECONDS", DEFAULT_SESSION_TTL_SECONDS, minimum=1),
             allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             admin_token=_read(env, "ADMIN_TOKEN"),

@@ -91,7 +91,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     assert settings.database_url, "DATABASE_URL is not configured"
-    pool = await db.create_pool(settings.database_url, settings.db_schema)
+    pool = await db.create_pool(
+        settings.database_url, settings.db_schema, application_name=settings.db_application_name
+    )
     try:
         await db.migrate(pool, settings.db_schema)
     except BaseException:

@@ -64,6 +64,11 @@ UNAVAILABLE_ERRORS: Final = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,
+    # The server ended the session (pg_terminate_backend, shutdown, crash) ...
+    asyncpg.exceptions.OperatorInterventionError,
+    # ... which asyncpg may instead report on the connection's next use as
+    # "cannot switch to state 15" (MagicStack/asyncpg#784, #1069).
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     TimeoutError,
     OSError,

@@ -59,7 +59,9 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
-async def create_pool(dsn: str, schema: str = "public", *, max_size: int = POOL_MAX_SIZE) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, schema: str = "public", *, max_size: int = POOL_MAX_SIZE, application_name: str = "proximity_server"
+) -> asyncpg.Pool:
     check_schema_name(schema)
     pool = await asyncpg.create_pool(
         dsn,
@@ -67,7 +69,7 @@ async def create_pool(dsn: str, schema: str = "public", *, max_size: int = POOL_
         max_size=max_size,
         command_timeout=COMMAND_TIMEOUT_SECONDS,
         timeout=CONNECT_TIMEOUT_SECONDS,
-        server_settings={"search_path": schema, "application_name": "proximity_server"},
+        server_settings={"search_path": schema, "application_name": application_name},
     )
     assert pool is not None
     return pool
