@@ -386,7 +386,7 @@ def _paths() -> dict[str, Any]:
             "get": _op(
                 "proximitySocket",
                 "WebSocket: the nudge channel of a BLE token",
-                {"101": {"description": "switching protocols"}, **e(401, 503)},
+                {"101": {"description": "switching protocols"}, **e(400, 401, 503)},
                 parameters=[
                     session_param,
                     _query("session_id", {"type": "string"}, "the session secret, for clients that cannot set headers"),
@@ -401,7 +401,7 @@ def _paths() -> dict[str, Any]:
             "get": _op(
                 "userSocket",
                 "WebSocket: the signed-in user's event socket",
-                {"101": {"description": "switching protocols"}, **e(401, 429, 503)},
+                {"101": {"description": "switching protocols"}, **e(400, 401, 429, 503)},
                 parameters=[_query("access_token", {"type": "string"}, "the access token, instead of the header")],
                 security=[{}, {"accessToken": []}, {"accessTokenQuery": []}],
                 description=WS_USER_DESCRIPTION,
