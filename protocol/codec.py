@@ -36,12 +36,14 @@ class Codec:
             if self.binary:
                 if isinstance(data, str):
                     raise DecodeError("expected a binary frame")
-                return msgpack.unpackb(data, raw=False, strict_map_key=True)
-            return orjson.loads(data)
+                value = msgpack.unpackb(data, raw=False, strict_map_key=True)
+            else:
+                value = orjson.loads(data)
         except DecodeError:
             raise
         except (ValueError, TypeError, msgpack.StackError) as exc:
             raise DecodeError(f"not valid {self.name}: {exc}") from None
+        return value
 
 
 JSON: Final = Codec("json", binary=False)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from protocol.codes import ErrorCode
+from protocol.limits import unstorable
 
 MAX_COMMAND_ID_LENGTH: Final = 64
 
@@ -91,5 +92,8 @@ def parse_command(payload: object, known: frozenset[str]) -> Command:
     if kind not in known:
         raise FrameError(ErrorCode.UNKNOWN_COMMAND, f"unknown command {kind[:40]!r}", command_id)
     fields = {k: v for k, v in payload.items() if k not in ("type", "id")}
+    problem = unstorable(fields)
+    if problem is not None:
+        raise FrameError(ErrorCode.INVALID_FIELD, problem, command_id)
     assert isinstance(command_id, (str, int))
     return Command(type=kind, id=command_id, fields=fields)

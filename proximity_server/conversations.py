@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from protocol.codes import ErrorCode
+from protocol.limits import INT64_MAX
 from proximity_server.errors import BadRequest, Conflict, NotFound
 from proximity_server.events import publish_committed
 from proximity_server.likes import public_user
@@ -98,7 +99,7 @@ def before_id(query: Mapping[str, str]) -> int | None:
             number = int(before)
         except ValueError:
             raise bad_cursor() from None
-        if number < 0:
+        if not 0 <= number <= INT64_MAX:
             raise bad_cursor()
         return number
     return None

@@ -15,19 +15,15 @@ import orjson
 from aiohttp import BodyPartReader, web
 
 from protocol.codes import ErrorCode
+from protocol.limits import unstorable
 from proximity_server.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 
 MAX_JSON_BODY_BYTES: Final = 64 * 1024
 JSON_CONTENT_TYPE: Final = "application/json"
 
 
-async def read_json_object(
-    request: web.Request,
-    *,
-    required: Collection[str],
-    optional: Collection[str] = (),
-) -> dict[str, Any]:
-    """The body as a JSON object with exactly the allowed fields."""
+async def read_json_value(request: web.Request) -> Any:
+    """The body as any JSON value (e.g. a list), refused if it cannot be stored."""
     if request.content_type != JSON_CONTENT_TYPE:
         raise UnsupportedMediaType(f"send the body as {JSON_CONTENT_TYPE}")
     if request.content_length is not None and request.content_length > MAX_JSON_BODY_BYTES:
@@ -40,6 +36,20 @@ async def read_json_object(
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise BadRequest("the body is not valid JSON", code=ErrorCode.BAD_JSON) from None
+    problem = unstorable(data)
+    if problem is not None:
+        raise BadRequest(problem, code=ErrorCode.INVALID_FIELD)
+    return data
+
+
+async def read_json_object(
+    request: web.Request,
+    *,
+    required: Collection[str],
+    optional: Collection[str] = (),
+) -> dict[str, Any]:
+    """The body as a JSON object with exactly the allowed fields."""
+    data = await read_json_value(request)
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object", code=ErrorCode.BAD_JSON)
     missing = [name for name in required if name not in data]
@@ -81,23 +91,6 @@ def path_uuid(request: web.Request, name: str, what: str) -> str:
         return str(uuid.UUID(request.match_info[name]))
     except ValueError:
         raise NotFound(f"no such {what}") from None
-
-
-async def read_json_value(request: web.Request) -> Any:
-    """The body as any JSON value (for bodies that are not objects, e.g. a list)."""
-    if request.content_type != JSON_CONTENT_TYPE:
-        raise UnsupportedMediaType(f"send the body as {JSON_CONTENT_TYPE}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(MAX_JSON_BODY_BYTES):
-        size += len(chunk)
-        if size > MAX_JSON_BODY_BYTES:
-            raise PayloadTooLarge(f"the body may be at most {MAX_JSON_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    try:
-        return orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError:
-        raise BadRequest("the body is not valid JSON", code=ErrorCode.BAD_JSON) from None
 
 
 MULTIPART_CONTENT_TYPE: Final = "multipart/form-data"

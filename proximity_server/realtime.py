@@ -273,7 +273,7 @@ class Realtime:
             result = await self._dispatch(conn, command, state)
         except ApiError as exc:
             conn.send_message(result_error(command.id, exc.code, exc.message))
-            if command.type == "auth":
+            if command.type == "auth" and state is None:  # a failed first auth ends the socket
                 conn.close_soon(CloseCode.AUTH_EXPIRED, drop_queued=False)
         except UNAVAILABLE_ERRORS:
             conn.send_message(result_error(command.id, ErrorCode.UNAVAILABLE, "a backing service is unavailable"))

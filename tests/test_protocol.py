@@ -57,3 +57,20 @@ def test_command_envelope() -> None:
         parse_command({"type": "nope", "id": 3}, known)
     assert info.value.code == "unknown_command"
     assert info.value.command_id == 3
+
+
+def test_unstorable_values_are_named() -> None:
+    from protocol.limits import INT64_MAX, unstorable
+
+    assert unstorable({"a": ["x", 1, 2.5, True, None, {"b": INT64_MAX}]}) is None
+    assert unstorable({"a": "x\x00y"}) == "text may not contain NUL characters"
+    assert unstorable({"k\x00": 1}) == "text may not contain NUL characters"
+    assert unstorable([[[[INT64_MAX + 1]]]]) == "integers must fit in 64 bits"
+    assert unstorable({"n": float("nan")}) == "numbers must be finite"
+    deep: object = 1
+    for _ in range(10_000):
+        deep = [deep]
+    assert unstorable(deep) is None  # no recursion limit
+    with pytest.raises(FrameError) as info:
+        parse_command({"type": "ping", "id": 9, "text": "a\x00"}, frozenset({"ping"}))
+    assert info.value.code == "invalid_field" and info.value.command_id == 9

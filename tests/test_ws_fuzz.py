@@ -332,7 +332,7 @@ async def exercise(live: Live, url: str, headers: dict[str, str], codec: str, fr
                 assert isinstance(reply["error"]["code"], str), reply
             else:
                 assert set(reply) >= {"id", "ok"}, reply
-                if not reply["ok"] and not known_bug(frame, codec):
+                if not reply["ok"]:
                     assert reply["error"]["code"] != "internal", (frame.data[:300], reply)
         # the socket survived: it still works
         assert (await _ping(ws, codec)) in (True, 1008, 4401)
@@ -350,32 +350,6 @@ def _decoded(frame: Frame, codec: str) -> Any:
 def _is_auth(frame: Frame, codec: str) -> bool:
     value = _decoded(frame, codec)
     return isinstance(value, dict) and value.get("type") == "auth"
-
-
-INT8_MAX = 2**63 - 1
-
-
-def known_bug(frame: Frame, codec: str) -> bool:
-    """Inputs that still get an ``internal`` error; each is pinned by a strict
-    xfail test below, so a fix shows up there (then drop it from here)."""
-    value = _decoded(frame, codec)
-    if not isinstance(value, dict):
-        return False
-
-    def too_big_int(name: str) -> bool:
-        number = value.get(name)
-        return isinstance(number, int) and not isinstance(number, bool) and number > INT8_MAX
-
-    def has_nul(name: str) -> bool:
-        text = value.get(name)
-        return isinstance(text, str) and "\x00" in text
-
-    kind = value.get("type")
-    return (
-        (kind == "resume" and too_big_int("last_event_id"))
-        or (kind == "read" and too_big_int("up_to"))
-        or (kind == "send_message" and (has_nul("client_id") or has_nul("text")))
-    )
 
 
 async def _ping(ws: aiohttp.ClientWebSocketResponse, codec: str) -> bool | int:
@@ -443,8 +417,8 @@ def test_user_socket_survives_random_frames(live: Live) -> None:
     live.run(still_healthy(live))
 
 
-# -- what the fuzzing found (strict xfail: a fix makes these pass; then drop the
-# marks and the matching case in known_bug) --------------------------------------------
+# -- what the fuzzing found: out-of-range and NUL input once reached PostgreSQL
+# and came back as 'internal'; now refused at the edge (protocol/limits.py) ------
 
 KNOWN_BUG_FRAMES = {
     "resume-last_event_id-over-int8": {"type": "resume", "id": 1, "last_event_id": 2**63},
@@ -454,7 +428,6 @@ KNOWN_BUG_FRAMES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="out-of-range or NUL input reaches PostgreSQL and comes back as 'internal'")
 @pytest.mark.parametrize("name", sorted(KNOWN_BUG_FRAMES))
 def test_known_bad_input_is_refused_not_internal(live: Live, name: str) -> None:
     message = {**KNOWN_BUG_FRAMES[name], "conversation_id": live.conversation_id}
