@@ -26,6 +26,7 @@ from store.events import EventStore
 from store.keys import Keys
 from store.mux import MuxRedis
 from store.photos import PhotoStore
+from store.presence import PresenceStore
 from store.stats import StatsStore
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -53,3 +54,4 @@ LIKES = web.AppKey("likes", LikeService)
 CONVERSATIONS = web.AppKey("conversations", ConversationService)
 REALTIME = web.AppKey("realtime", Realtime)
 METRICS = web.AppKey("metrics", Metrics)
+PRESENCE = web.AppKey("presence", PresenceStore)

@@ -177,7 +177,11 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = app[keys.PG_POOL]
     events = EventStore(pool, app[keys.REDIS], app[keys.REDIS_KEYS])
     app[keys.EVENTS] = events
-    app[keys.LIKES] = LikeService(LikeStore(pool), events, HiddenPairs(app[keys.REDIS], app[keys.REDIS_KEYS]))
+    heartbeat = app[keys.SETTINGS].ws_heartbeat_seconds
+    presence = PresenceStore(app[keys.REDIS], app[keys.REDIS_KEYS], process_id(), claim_ttl_seconds=heartbeat)
+    app[keys.PRESENCE] = presence
+    hidden = HiddenPairs(app[keys.REDIS], app[keys.REDIS_KEYS])
+    app[keys.LIKES] = LikeService(LikeStore(pool), events, hidden, presence)
     app[keys.CONVERSATIONS] = ConversationService(
         ConversationStore(pool),
         events,
@@ -192,7 +196,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     """User sockets: presence claims refreshed while this process holds them."""
     settings = app[keys.SETTINGS]
     heartbeat = settings.ws_heartbeat_seconds
-    presence = PresenceStore(app[keys.REDIS], app[keys.REDIS_KEYS], process_id(), claim_ttl_seconds=heartbeat)
+    presence = app[keys.PRESENCE]
     realtime = Realtime(
         hub=app[keys.HUB],
         keys=app[keys.REDIS_KEYS],

@@ -9,6 +9,7 @@ until you unblock them. Blocking ends any match.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
@@ -27,6 +28,7 @@ from proximity_server.pagination import (
 from store.events import EventStore
 from store.hidden import HiddenPairs
 from store.likes import LIKE, PASS, LikeStatus, LikeStore, MatchRow
+from store.presence import Presence, PresenceStore
 
 LIKE_ACTIONS: Final = frozenset({LIKE, PASS})
 REPORT_REASONS: Final = ("spam", "harassment", "inappropriate_content", "fake_profile", "underage", "scam", "other")
@@ -53,19 +55,33 @@ def public_user(user_id: str, display_name: str | None) -> dict[str, Any]:
     return {"user_id": user_id, "display_name": display_name}
 
 
-def match_view(row: MatchRow) -> dict[str, Any]:
-    return {
+def match_view(row: MatchRow, presence: Presence | None = None) -> dict[str, Any]:
+    view = {
         "match_id": row.match_id,
         "conversation_id": row.conversation_id,
         "created_at": iso(row.created_at),
         "user": public_user(row.other_user_id, row.other_display_name),
     }
+    if presence is not None:
+        last_seen = presence.last_seen_ms
+        view["presence"] = {
+            "online": presence.online,
+            "last_seen": None if last_seen is None else iso(dt.datetime.fromtimestamp(last_seen / 1000, dt.UTC)),
+        }
+    return view
 
 
 class LikeService:
-    def __init__(self, store: LikeStore, events: EventStore, hidden: HiddenPairs | None = None) -> None:
+    def __init__(
+        self,
+        store: LikeStore,
+        events: EventStore,
+        hidden: HiddenPairs | None = None,
+        presence: PresenceStore | None = None,
+    ) -> None:
         self._store = store
         self._events = events
+        self._presence = presence  # matches see each other's presence
         self._hidden = hidden  # mirrors blocks for the proximity hot path
 
     async def like(self, viewer_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,7 +110,8 @@ class LikeService:
         if len(rows) > limit:
             last = page[-1]
             next_cursor = encode_cursor(MATCHES_CURSOR, micros(last.created_at), last.match_id)
-        return {"items": [match_view(r) for r in page], "next_cursor": next_cursor}
+        states = await self._presence.lookup([r.other_user_id for r in page]) if self._presence else {}
+        return {"items": [match_view(r, states.get(r.other_user_id)) for r in page], "next_cursor": next_cursor}
 
     async def unmatch(self, viewer_id: str, match_id: str) -> None:
         ended = await self._store.unmatch(viewer_id, match_id)

@@ -195,3 +195,24 @@ async def test_refresh_renews_and_refuses_another_users_token(client: AppClient)
     refused = await command(ws, 2, "refresh", access_token=other.token)
     assert refused["ok"] is False and refused["error"]["code"] == "unauthorized"
     await ws.close()
+
+
+async def test_matches_list_shows_presence(client: AppClient) -> None:
+    a, b, _ = await matched_pair(client)
+
+    async def presence_of_b() -> dict[str, Any]:
+        resp = await client.get("/matches", headers=a.auth)
+        (item,) = (await resp.json())["items"]
+        presence: dict[str, Any] = item["presence"]
+        return presence
+
+    assert (await presence_of_b())["online"] is False
+    ws_b = await connect(client, b)
+    assert await presence_of_b() == {"online": True, "last_seen": None}
+    await ws_b.close()
+    for _ in range(20):  # the release runs right after the socket closes
+        state = await presence_of_b()
+        if not state["online"]:
+            break
+        await asyncio.sleep(0.05)
+    assert state["online"] is False and state["last_seen"]
