@@ -70,6 +70,11 @@ async def settings(service_urls: tuple[str, str]) -> AsyncIterator[Settings]:
         access_log=False,
     )
     yield value
+    await drop_test_namespace(database_url, redis_url, schema, value.redis_prefix)
+
+
+async def drop_test_namespace(database_url: str, redis_url: str, schema: str, redis_prefix: str) -> None:
+    """Remove what one test made: its PostgreSQL schema and its Redis keys."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -77,7 +82,7 @@ async def settings(service_urls: tuple[str, str]) -> AsyncIterator[Settings]:
         await conn.close()
     client = aioredis.Redis.from_url(redis_url)
     try:
-        keys = [key async for key in client.scan_iter(match=f"t:{tag}:*", count=1000)]
+        keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*", count=1000)]
         if keys:
             await client.delete(*keys)
     finally:

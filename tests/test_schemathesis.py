@@ -20,8 +20,6 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 
-import asyncpg  # noqa: E402
-import redis.asyncio as aioredis  # noqa: E402
 import requests  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
@@ -32,7 +30,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 from tests.auth_helpers import TEST_JWT_SECRET, TEST_PASSWORD  # noqa: E402
-from tests.conftest import ADMIN_TOKEN  # noqa: E402
+from tests.conftest import ADMIN_TOKEN, drop_test_namespace  # noqa: E402
 from tests.test_run import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,21 +44,8 @@ class Live:
 
 
 def _cleanup(database_url: str, redis_url: str, schema: str, prefix: str) -> None:
-    async def go() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-        client = aioredis.Redis.from_url(redis_url)
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
-
-    thread = threading.Thread(target=asyncio.run, args=(go(),))
+    """On a thread of its own: this fixture is synchronous and may run inside a loop."""
+    thread = threading.Thread(target=asyncio.run, args=(drop_test_namespace(database_url, redis_url, schema, prefix),))
     thread.start()
     thread.join(30)
 

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
-import asyncpg
 import msgpack
 import orjson
 import pytest
-import redis.asyncio as aioredis
 import uvloop
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
@@ -38,7 +36,7 @@ from protocol.codec import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
 from proximity_server import create_app
 from tests.auth_helpers import ACCOUNT_OVERRIDES
 from tests.chat_helpers import Person, matched_pair
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, drop_test_namespace
 from tests.helpers import bearer, open_session
 
 T = TypeVar("T")
@@ -73,21 +71,6 @@ class Live:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
 
-async def _cleanup(database_url: str, redis_url: str, schema: str, prefix: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture
 def live(service_urls: tuple[str, str]) -> Iterator[Live]:
     database_url, redis_url = service_urls
@@ -120,7 +103,7 @@ def live(service_urls: tuple[str, str]) -> Iterator[Live]:
         yield state
     finally:
         state.run(state.client.close())
-        state.run(_cleanup(database_url, redis_url, app_settings.db_schema, app_settings.redis_prefix))
+        state.run(drop_test_namespace(database_url, redis_url, app_settings.db_schema, app_settings.redis_prefix))
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
