@@ -23,12 +23,11 @@ from proximity_server.likes import public_user
 from proximity_server.pagination import (
     bad_cursor,
     cursor_int,
-    cursor_uuid,
     decode_cursor,
     encode_cursor,
-    from_micros,
     iso,
-    micros,
+    time_id_page,
+    time_id_position,
 )
 from proximity_server.rate_limit import WINDOW_MS, current_window, raise_if_over
 from store.conversations import (
@@ -116,16 +115,9 @@ class ConversationService:
         self.messages_per_minute = per_minute
 
     async def inbox(self, viewer_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
-        after = None
-        if cursor is not None:
-            at, conversation_id = decode_cursor(cursor, CONVERSATIONS_CURSOR, 2)
-            after = (from_micros(at), cursor_uuid(conversation_id))
+        after = time_id_position(cursor, CONVERSATIONS_CURSOR)
         rows = await self._store.page(viewer_id, limit + 1, after)
-        page = rows[:limit]
-        next_cursor = None
-        if len(rows) > limit:
-            last = page[-1]
-            next_cursor = encode_cursor(CONVERSATIONS_CURSOR, micros(last.last_activity_at), last.id)
+        page, next_cursor = time_id_page(rows, limit, CONVERSATIONS_CURSOR, lambda r: (r.last_activity_at, r.id))
         return {"items": [conversation_view(r) for r in page], "next_cursor": next_cursor}
 
     async def messages(

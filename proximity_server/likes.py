@@ -18,12 +18,9 @@ from protocol.codes import ErrorCode
 from proximity_server.errors import BadRequest, Conflict, NotFound
 from proximity_server.events import publish_committed
 from proximity_server.pagination import (
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
-    from_micros,
     iso,
-    micros,
+    time_id_page,
+    time_id_position,
 )
 from store.events import EventStore
 from store.hidden import HiddenPairs
@@ -100,16 +97,9 @@ class LikeService:
         return {"matched": True, "match_id": outcome.match_id, "conversation_id": outcome.conversation_id}
 
     async def matches(self, viewer_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
-        after = None
-        if cursor is not None:
-            at, match_id = decode_cursor(cursor, MATCHES_CURSOR, 2)
-            after = (from_micros(at), cursor_uuid(match_id))
+        after = time_id_position(cursor, MATCHES_CURSOR)
         rows = await self._store.matches_page(viewer_id, limit + 1, after)
-        page = rows[:limit]
-        next_cursor = None
-        if len(rows) > limit:
-            last = page[-1]
-            next_cursor = encode_cursor(MATCHES_CURSOR, micros(last.created_at), last.match_id)
+        page, next_cursor = time_id_page(rows, limit, MATCHES_CURSOR, lambda r: (r.created_at, r.match_id))
         states = await self._presence.lookup([r.other_user_id for r in page]) if self._presence else {}
         return {"items": [match_view(r, states.get(r.other_user_id)) for r in page], "next_cursor": next_cursor}
 

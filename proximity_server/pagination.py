@@ -12,11 +12,13 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, TypeVar
 
 from protocol.codes import ErrorCode
 from proximity_server.errors import BadRequest
+
+RowT = TypeVar("RowT")
 
 DEFAULT_PAGE_LIMIT: Final = 20
 MAX_PAGE_LIMIT: Final = 100
@@ -91,3 +93,22 @@ def cursor_int(value: str) -> int:
 
 def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def time_id_position(cursor: str | None, kind: str) -> tuple[dt.datetime, str] | None:
+    """Where a ``(time, id)`` keyset cursor says the next page starts (None: the first page)."""
+    if cursor is None:
+        return None
+    at, item_id = decode_cursor(cursor, kind, 2)
+    return from_micros(at), cursor_uuid(item_id)
+
+
+def time_id_page(
+    rows: Sequence[RowT], limit: int, kind: str, position: Callable[[RowT], tuple[dt.datetime, str]]
+) -> tuple[Sequence[RowT], str | None]:
+    """Split ``limit + 1`` fetched rows into the page and the cursor of the next one."""
+    page = rows[:limit]
+    if len(rows) <= limit:
+        return page, None
+    at, item_id = position(page[-1])
+    return page, encode_cursor(kind, micros(at), item_id)
