@@ -160,12 +160,13 @@ class Realtime:
         if await self._presence.release(user_id) == 0:
             await self._announce(user_id, online=False)
 
-    async def _announce(self, user_id: str, *, online: bool) -> None:
+    async def _announce(self, user_id: str, *, online: bool, last_seen_s: float | None = None) -> None:
         """Tell the user's matches that they came online or went offline."""
         partners = await realtime_store.match_partners(self._pool, user_id)
         if not partners:
             return
-        last_seen = None if online else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        seen_at = time.time() if last_seen_s is None else last_seen_s
+        last_seen = None if online else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seen_at))
         payload = b"presence|" + orjson.dumps(
             {"type": "presence", "user_id": user_id, "online": online, "last_seen": last_seen}
         )
@@ -175,7 +176,12 @@ class Realtime:
             await pipe.execute()
 
     async def refresh_presence(self) -> None:
+        """Keep this process's claims alive, and announce the users of a
+        process that died (their claims ran out without a release)."""
         await self._presence.refresh(list(self._local))
+        for gone in await self._presence.reap():
+            assert gone.last_seen_ms is not None
+            await self._announce(gone.user_id, online=False, last_seen_s=gone.last_seen_ms / 1000)
 
     # -- delivery ----------------------------------------------------------------
 

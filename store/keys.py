@@ -44,6 +44,11 @@ class Keys:
         return f"{self.prefix}presence:{user_id}"
 
     @property
+    def presence_deadlines(self) -> str:
+        """Sorted set: user id -> when their last presence claim runs out (ms)."""
+        return f"{self.prefix}presence-deadlines"
+
+    @property
     def counter_batches(self) -> str:
         """Hash: ``epoch`` (random, per Redis dataset) and ``seq`` (last batch number)."""
         return f"{self.prefix}counters:batches"

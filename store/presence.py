@@ -20,13 +20,39 @@ from store.keys import Keys
 
 PRESENCE_RETENTION_SECONDS: Final = 30 * 24 * 3600
 
-# KEYS[1] presence zset. ARGV: process id, score (ms), now (ms), retention (s).
-# Returns the number of live claims after the change.
+# KEYS[1] presence zset, KEYS[2] deadlines zset. ARGV: process id, score (ms),
+# now (ms), retention (s), user id. Returns the number of live claims after the
+# change. The deadlines set holds, per online user, when their last claim runs
+# out, so that whichever process looks first can announce a crashed process's
+# users as offline (see ``reap``); a user with no live claim left leaves it.
 _CLAIM = """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], '+inf')
+local live = redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], '+inf')
+if live > 0 then
+  redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[5])
+else
+  redis.call('ZREM', KEYS[2], ARGV[5])
+end
+return live
 """
+
+# KEYS[1] deadlines zset. ARGV: now (ms), presence key prefix, batch size.
+# Pops users whose every claim has run out; returns them with their last-seen time.
+_REAP = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local gone = {}
+for i = 1, #due, 2 do
+  local user = due[i]
+  redis.call('ZREM', KEYS[1], user)
+  if redis.call('ZCOUNT', ARGV[2] .. user, '(' .. ARGV[1], '+inf') == 0 then
+    gone[#gone + 1] = user
+    gone[#gone + 1] = due[i + 1]
+  end
+end
+return gone
+"""
+REAP_BATCH: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,22 +73,29 @@ class PresenceStore:
         self._process = process_id
         self._ttl_ms = int(claim_ttl_seconds * 1000)
         self._claim = client.register_script(_CLAIM)
+        self._reap = client.register_script(_REAP)
 
     async def claim(self, user_id: str) -> int:
         """This process holds a socket of the user; returns the live claim count."""
         t = now_ms()
-        count = await self._claim(
-            keys=[self._keys.presence(user_id)], args=[self._process, t + self._ttl_ms, t, PRESENCE_RETENTION_SECONDS]
-        )
-        return int(count)
+        return await self._write_claim(user_id, t + self._ttl_ms, t)
 
     async def release(self, user_id: str) -> int:
         """This process's last socket of the user closed; returns the live claim count left."""
         t = now_ms()
-        count = await self._claim(
-            keys=[self._keys.presence(user_id)], args=[self._process, t, t, PRESENCE_RETENTION_SECONDS]
+        return await self._write_claim(user_id, t, t)
+
+    async def _write_claim(self, user_id: str, score_ms: int, now: int) -> int:
+        keys = [self._keys.presence(user_id), self._keys.presence_deadlines]
+        args: list[str | int] = [self._process, score_ms, now, PRESENCE_RETENTION_SECONDS, user_id]
+        return int(await self._claim(keys=keys, args=args))
+
+    async def reap(self) -> list[Presence]:
+        """Users whose claims all ran out without a release (their process died)."""
+        flat = await self._reap(
+            keys=[self._keys.presence_deadlines], args=[now_ms(), self._keys.presence(""), REAP_BATCH]
         )
-        return int(count)
+        return [Presence(str(u), False, int(float(s))) for u, s in zip(flat[::2], flat[1::2], strict=True)]
 
     async def refresh(self, user_ids: list[str]) -> None:
         """Extend this process's claims (called every heartbeat)."""
@@ -72,6 +105,7 @@ class PresenceStore:
         async with self._client.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
                 pipe.zadd(self._keys.presence(user_id), {self._process: t + self._ttl_ms})
+                pipe.zadd(self._keys.presence_deadlines, {user_id: t + self._ttl_ms}, gt=True)
             await pipe.execute()
 
     async def lookup(self, user_ids: list[str]) -> dict[str, Presence]:

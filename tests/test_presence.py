@@ -43,3 +43,19 @@ async def test_refresh_keeps_a_claim_alive(redis: aioredis.Redis, settings: Sett
         await asyncio.sleep(0.15)
         await alive.refresh(["u3"])
     assert (await alive.lookup(["u3"]))["u3"].online is True
+
+
+async def test_a_crashed_processs_users_are_reaped_once(redis: aioredis.Redis, settings: Settings) -> None:
+    keys = Keys(settings.redis_prefix)
+    crashed = PresenceStore(redis, keys, "proc-dead", claim_ttl_seconds=0.2)
+    survivor = PresenceStore(redis, keys, "proc-alive", claim_ttl_seconds=30)
+    await crashed.claim("u4")
+    await survivor.claim("u5")
+    assert await survivor.reap() == []  # nothing has run out yet
+    await asyncio.sleep(0.3)
+    (gone,) = await survivor.reap()
+    assert gone.user_id == "u4" and gone.online is False and gone.last_seen_ms
+    assert await survivor.reap() == []  # announced once, by whoever looked first
+    await survivor.release("u5")
+    await asyncio.sleep(0.05)
+    assert await survivor.reap() == []  # a clean release is announced by its own process

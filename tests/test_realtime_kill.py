@@ -1,6 +1,6 @@
 """A device's server process is killed (SIGKILL) while messages are sent to
-it; the device reconnects to another process, resumes, and gets every missed
-message exactly once, in order."""
+it; its match hears that it went offline; the device reconnects to another
+process, resumes, and gets every missed message exactly once, in order."""
 
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ from tests.chat_helpers import matched_pair
 from tests.conftest import AppClient
 from tests.test_run import ROOT, free_port, wait_until_live
 
+HEARTBEAT_SECONDS = 1.0
+
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.with_overrides(**ACCOUNT_OVERRIDES)
+    return settings.with_overrides(**ACCOUNT_OVERRIDES, ws_heartbeat_seconds=HEARTBEAT_SECONDS)
 
 
 async def read_until_result(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -41,6 +43,9 @@ async def read_until_result(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[d
 async def test_resume_after_the_process_was_killed(client: AppClient, settings: Settings, tmp_path: Path) -> None:
     a, b, match = await matched_pair(client)
     conversation_id = match["conversation_id"]
+    watcher = await client.ws_connect("/ws", headers=b.auth)  # b, on the surviving process
+    await watcher.send_str('{"type": "resume", "id": 1, "last_event_id": null}')
+    await read_until_result(watcher)
     port = free_port()
     env = {
         **os.environ,
@@ -51,6 +56,7 @@ async def test_resume_after_the_process_was_killed(client: AppClient, settings: 
         "JWT_SECRET": TEST_JWT_SECRET,
         "PASSWORD_HASH_PROFILE": "test",
         "ACCESS_LOG": "0",
+        "WS_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
     }
     with (tmp_path / "doomed.log").open("wb") as log_file:
         doomed = subprocess.Popen([sys.executable, "run.py", "--port", str(port)], cwd=ROOT, env=env, stderr=log_file)
@@ -65,6 +71,15 @@ async def test_resume_after_the_process_was_killed(client: AppClient, settings: 
             last_seen = frames[-1]["event_id"]
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(10)
+            # a's claim runs out within a heartbeat or two; the survivor tells b
+            for _ in range(50):
+                msg = await watcher.receive(timeout=5)
+                event = orjson.loads(msg.data)
+                if event["type"] == "presence" and event["user_id"] == a.user_id and not event["online"]:
+                    break
+            else:
+                raise AssertionError("no offline presence event")
+            assert event["last_seen"]
             for n in range(10):  # sent while the device is cut off
                 resp = await client.post(
                     f"/conversations/{conversation_id}/messages",
@@ -84,3 +99,4 @@ async def test_resume_after_the_process_was_killed(client: AppClient, settings: 
     assert [f["message"]["text"] for f in frames] == [f"while you were away {n}" for n in range(10)]
     assert [f["event_id"] for f in frames] == list(range(last_seen + 1, last_seen + 11))
     await ws.close()
+    await watcher.close()
