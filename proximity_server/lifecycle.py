@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import secrets
@@ -44,7 +45,7 @@ from store import db, redis_client
 from store.accounts import AccountStore
 from store.conversations import ConversationStore
 from store.discover import DiscoverStore
-from store.events import EventStore
+from store.events import EVENT_RETENTION_DAYS, EventStore
 from store.hidden import HiddenPairs
 from store.likes import LikeStore
 from store.mux import MuxRedis
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 
 PRESENCE_REFRESHES_PER_TTL = 3
+EVENT_PRUNE_INTERVAL_SECONDS = 3600
 
 
 def process_id() -> str:
@@ -189,7 +191,22 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.REDIS_KEYS],
         app[keys.SETTINGS].rate_limit_messages_per_minute,
     )
+
+    async def prune_forever() -> None:
+        """Drop events past their retention (every process may; deleting is idempotent)."""
+        while True:
+            await asyncio.sleep(EVENT_PRUNE_INTERVAL_SECONDS)
+            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=EVENT_RETENTION_DAYS)
+            try:
+                pruned = await events.prune(cutoff)
+                if pruned:
+                    log.info("pruned old events", extra={"events": pruned})
+            except Exception as exc:
+                log.warning("event pruning failed", extra={"error": repr(exc)})
+
+    task = _background(prune_forever(), "event-pruner")
     yield
+    await _cancel(task)
 
 
 async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
