@@ -8,14 +8,14 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from protocol.codec import SUBPROTOCOLS, DecodeError, codec_for
+from protocol.codec import DecodeError
 from protocol.codes import CloseCode, ErrorCode
 from protocol.messages import FrameError, error_frame, parse_command, result_error, result_ok
 from proximity_server import keys
 from proximity_server.auth import authenticated_user
 from proximity_server.http import bearer_token, read_json_object
 from proximity_server.proximity import iso_utc, looks_like_access_token
-from proximity_server.wsconn import DetachedWebSocketResponse, WebSocketConnection
+from proximity_server.wsconn import WebSocketConnection
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +69,15 @@ async def proximity_socket(request: web.Request) -> web.StreamResponse:
     app = request.app
     token = request.match_info["ble_token"]
     auth = await app[keys.PROXIMITY].authenticate_socket(token, bearer_token(request, query_param=SESSION_ID_QUERY))
-    ws = DetachedWebSocketResponse(protocols=SUBPROTOCOLS, max_msg_size=MAX_FRAME_BYTES, compress=False)
-    await ws.prepare(request)
     hub = app[keys.HUB]
-    try:
-        conn = hub.sockets.attach(
-            request,
-            ws,
-            codec_for(ws.ws_protocol),
-            auth.secret_hash,
-            _on_command,
-            max_frame_bytes=MAX_FRAME_BYTES,
-            heartbeat_seconds=app[keys.SETTINGS].ws_heartbeat_seconds,
-        )
-    except ConnectionResetError:
+    ws, conn = await hub.sockets.accept(
+        request,
+        auth.secret_hash,
+        _on_command,
+        max_frame_bytes=MAX_FRAME_BYTES,
+        heartbeat_seconds=app[keys.SETTINGS].ws_heartbeat_seconds,
+    )
+    if conn is None:
         return ws  # the client left during the handshake
     try:
         await hub.join(app[keys.REDIS_KEYS].token_channel(token), conn)

@@ -7,11 +7,9 @@ from typing import Final
 
 from aiohttp import web
 
-from protocol.codec import SUBPROTOCOLS, codec_for
 from protocol.codes import CloseCode
 from proximity_server import keys
 from proximity_server.http import bearer_token
-from proximity_server.wsconn import DetachedWebSocketResponse
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +24,15 @@ async def user_socket(request: web.Request) -> web.StreamResponse:
     realtime = app[keys.REALTIME]
     token = bearer_token(request, query_param=ACCESS_TOKEN_QUERY)
     claims = await realtime.verify(token) if token else None
-    ws = DetachedWebSocketResponse(protocols=SUBPROTOCOLS, max_msg_size=MAX_FRAME_BYTES, compress=False)
-    await ws.prepare(request)
-    hub = app[keys.HUB]
-    try:
-        conn = hub.sockets.attach(
-            request,
-            ws,
-            codec_for(ws.ws_protocol),
-            "",
-            realtime.on_frame,
-            max_frame_bytes=MAX_FRAME_BYTES,
-            heartbeat_seconds=app[keys.SETTINGS].ws_heartbeat_seconds,
-        )
-    except ConnectionResetError:
-        return ws
+    ws, conn = await app[keys.HUB].sockets.accept(
+        request,
+        "",
+        realtime.on_frame,
+        max_frame_bytes=MAX_FRAME_BYTES,
+        heartbeat_seconds=app[keys.SETTINGS].ws_heartbeat_seconds,
+    )
+    if conn is None:
+        return ws  # the client left during the handshake
     if claims is None:
         realtime.await_auth(conn)
         return ws

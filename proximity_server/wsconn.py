@@ -61,7 +61,7 @@ from aiohttp._websocket.writer import WebSocketWriter
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.web_protocol import RequestHandler
 
-from protocol.codec import Codec
+from protocol.codec import SUBPROTOCOLS, Codec, codec_for
 from protocol.codes import CLOSE_REASONS, CloseCode
 
 log = logging.getLogger(__name__)
@@ -430,6 +430,33 @@ class LiveSockets:
             if self._heartbeat is None:
                 self._heartbeat = asyncio.create_task(self._beat(), name="ws-heartbeat")
         return conn
+
+    async def accept(
+        self,
+        request: web.Request,
+        tag: str,
+        on_frame: FrameHandler,
+        *,
+        max_frame_bytes: int,
+        heartbeat_seconds: float | None,
+    ) -> tuple[DetachedWebSocketResponse, WebSocketConnection | None]:
+        """Upgrade the request (JSON or msgpack subprotocol) and take the socket
+        over; the connection is None when the client left during the handshake."""
+        ws = DetachedWebSocketResponse(protocols=SUBPROTOCOLS, max_msg_size=max_frame_bytes, compress=False)
+        await ws.prepare(request)
+        try:
+            conn = self.attach(
+                request,
+                ws,
+                codec_for(ws.ws_protocol),
+                tag,
+                on_frame,
+                max_frame_bytes=max_frame_bytes,
+                heartbeat_seconds=heartbeat_seconds,
+            )
+        except ConnectionResetError:
+            return ws, None
+        return ws, conn
 
     def _forget(self, conn: WebSocketConnection) -> None:
         if conn not in self._sockets:
