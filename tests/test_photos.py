@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from proximity_server import photos as photos_module
 from proximity_server.photos import MAX_UPLOAD_BYTES, clean_image, sniff_format
 from tests.conftest import AppClient, MakeClient
 from tests.profile_helpers import ACCOUNT_SETTINGS, User, image_bytes, sign_up, upload, upload_form
+from tests.servers import free_port
 
 S3_BUCKET = "photos-test"
 S3_CREDENTIALS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_region": "us-east-1"}
@@ -35,17 +35,10 @@ async def client(make_client: MakeClient) -> AppClient:
     return await make_client()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 API on loopback (moto's server mode), with a bucket."""
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -168,7 +161,7 @@ async def test_over_10_mb_without_content_length_is_413(client: AppClient) -> No
     user = await sign_up(client)
 
     async def body() -> Any:
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
         for _ in range(11):
             yield b"\xff" * (1024 * 1024)
         yield b"\r\n--b--\r\n"

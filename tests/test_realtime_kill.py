@@ -4,10 +4,7 @@ process, resumes, and gets every missed message exactly once, in order."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ from config.settings import Settings
 from tests.auth_helpers import ACCOUNT_OVERRIDES, TEST_JWT_SECRET
 from tests.chat_helpers import matched_pair
 from tests.conftest import AppClient
-from tests.test_run import ROOT, free_port, wait_until_live
+from tests.servers import env_for, free_port, start_run_py, wait_until_live
 
 HEARTBEAT_SECONDS = 1.0
 
@@ -47,19 +44,14 @@ async def test_resume_after_the_process_was_killed(client: AppClient, settings: 
     await watcher.send_str('{"type": "resume", "id": 1, "last_event_id": null}')
     await read_until_result(watcher)
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "REDIS_PREFIX": settings.redis_prefix,
-        "DB_SCHEMA": settings.db_schema,
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "PASSWORD_HASH_PROFILE": "test",
-        "ACCESS_LOG": "0",
-        "WS_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
-    }
-    with (tmp_path / "doomed.log").open("wb") as log_file:
-        doomed = subprocess.Popen([sys.executable, "run.py", "--port", str(port)], cwd=ROOT, env=env, stderr=log_file)
+    env = env_for(
+        settings,
+        JWT_SECRET=TEST_JWT_SECRET,
+        PASSWORD_HASH_PROFILE="test",
+        ACCESS_LOG="0",
+        WS_HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS),
+    )
+    doomed = start_run_py(port, env, tmp_path / "doomed.log")
     try:
         base = f"http://127.0.0.1:{port}"
         await wait_until_live(base, doomed)

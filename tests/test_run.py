@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import secrets
 import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -18,53 +14,16 @@ import asyncpg
 import orjson
 
 from config.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-async def wait_until_live(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(100):
-            assert proc.poll() is None, "server exited during start-up"
-            try:
-                async with http.get(f"{base}/livez") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("server did not come up")
+from tests.servers import env_for, free_port, start_run_py, wait_until_live
 
 
 async def test_run_py_serves_and_stops_gracefully_on_sigterm(
     settings: Settings, pg: asyncpg.Connection, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "REDIS_PREFIX": settings.redis_prefix,
-        "DB_SCHEMA": settings.db_schema,
-        "STATS_FLUSH_INTERVAL": "3600",
-        "SHUTDOWN_GRACE_SECONDS": "3",
-    }
+    env = env_for(settings, STATS_FLUSH_INTERVAL="3600", SHUTDOWN_GRACE_SECONDS="3")
     log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "run.py", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+    proc = start_run_py(port, env, log_path)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_until_live(base, proc)

@@ -9,11 +9,9 @@ import asyncio
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,9 +29,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 from tests.auth_helpers import TEST_JWT_SECRET, TEST_PASSWORD  # noqa: E402
 from tests.conftest import ADMIN_TOKEN, drop_test_namespace  # noqa: E402
-from tests.test_run import free_port  # noqa: E402
+from tests.servers import free_port, run_py_env, start_run_py  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -56,33 +53,27 @@ def live_server(service_urls: tuple[str, str], tmp_path_factory: pytest.TempPath
     tag = secrets.token_hex(6)
     schema, prefix = f"t_{tag}", f"t:{tag}:"
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": prefix,
-        "DB_SCHEMA": schema,
-        "STATS_FLUSH_INTERVAL": "3600",
-        "SHUTDOWN_GRACE_SECONDS": "2",
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "PASSWORD_HASH_PROFILE": "test",
-        "RATE_LIMIT_AUTH_PER_MINUTE": "100000",
-        "RATE_LIMIT_API_PER_MINUTE": "100000",
-        "RATE_LIMIT_MESSAGES_PER_MINUTE": "100000",
-        "DATA_DIR": str(tmp_path_factory.mktemp("data")),
-        "ACCESS_LOG": "0",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = run_py_env(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        db_schema=schema,
+        **{
+            "STATS_FLUSH_INTERVAL": "3600",
+            "SHUTDOWN_GRACE_SECONDS": "2",
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "JWT_SECRET": TEST_JWT_SECRET,
+            "PASSWORD_HASH_PROFILE": "test",
+            "RATE_LIMIT_AUTH_PER_MINUTE": "100000",
+            "RATE_LIMIT_API_PER_MINUTE": "100000",
+            "RATE_LIMIT_MESSAGES_PER_MINUTE": "100000",
+            "DATA_DIR": str(tmp_path_factory.mktemp("data")),
+            "ACCESS_LOG": "0",
+            "LOG_LEVEL": "WARNING",
+        },
+    )
     log_path = tmp_path_factory.mktemp("log") / "server.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "run.py", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+    proc = start_run_py(port, env, log_path)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):

@@ -9,8 +9,6 @@ import contextlib
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import orjson
 
 from config.settings import Settings
 from proximity_server.supervisor import worker_count
-from tests.test_run import ROOT, free_port, wait_until_live
+from tests.servers import env_for, free_port, start_run_py, wait_until_live
 
 GRACE_SECONDS = 3
 
@@ -76,25 +74,9 @@ def test_worker_count() -> None:
 
 async def test_workers_share_the_port_restart_and_stop_gracefully(settings: Settings, tmp_path: Path) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "REDIS_PREFIX": settings.redis_prefix,
-        "DB_SCHEMA": settings.db_schema,
-        "STATS_FLUSH_INTERVAL": "3600",
-        "SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
-        "ACCESS_LOG": "1",
-    }
+    env = env_for(settings, STATS_FLUSH_INTERVAL="3600", SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS), ACCESS_LOG="1")
     log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "run.py", "--workers", "2", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+    proc = start_run_py(port, env, log_path, "--workers", "2")
     base = f"http://127.0.0.1:{port}"
     all_pids: set[int] = set()
     try:

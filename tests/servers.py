@@ -1,0 +1,75 @@
+"""Running the real entry point (``python run.py``) from tests: free ports,
+the environment that points it at a test's schema and Redis prefix, start-up
+and the wait for ``/livez``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from config.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+LIVE_WAIT_STEPS = 100  # x 0.1 s
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def run_py_env(*, database_url: str, redis_url: str, redis_prefix: str, db_schema: str, **extra: str) -> dict[str, str]:
+    """This machine's environment plus where the server keeps its data, and ``extra``."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": redis_prefix,
+        "DB_SCHEMA": db_schema,
+        **extra,
+    }
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    """``run_py_env`` for the test's own settings (its schema and Redis prefix)."""
+    return run_py_env(
+        database_url=settings.database_url or "",
+        redis_url=settings.redis_url or "",
+        redis_prefix=settings.redis_prefix,
+        db_schema=settings.db_schema,
+        **extra,
+    )
+
+
+def start_run_py(port: int, env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``python run.py --port PORT *args`` from the repo root, its log lines in ``log_path``."""
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "run.py", "--port", str(port), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+
+
+async def wait_until_live(base: str, proc: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(LIVE_WAIT_STEPS):
+            assert proc.poll() is None, "server exited during start-up"
+            try:
+                async with http.get(f"{base}/livez") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("server did not come up")
