@@ -1,9 +1,9 @@
 """Settings from the environment, with defaults that run on a laptop.
 
 Every value can be set with an environment variable of the same name in upper
-case. Secrets (``ADMIN_TOKEN``, ``DATABASE_URL``, ``REDIS_URL``, ``JWT_SECRET``) may instead be
-read from a file named by ``<NAME>_FILE``, the way container secrets are
-mounted. A variable that is set but empty counts as unset.
+case. Secrets (``ADMIN_TOKEN``, ``DATABASE_URL``, ``REDIS_URL``,
+``REDIS_CLUSTER_URL``, ``JWT_SECRET``) may instead be read from a file named
+by ``<NAME>_FILE``, the way container secrets are mounted. A variable that is set but empty counts as unset.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ class Settings:
     port: int = DEFAULT_PORT
     database_url: str | None = field(default=None, repr=False)  # may hold a password
     redis_url: str | None = field(default=None, repr=False)
+    # redis_url names a node of a Redis Cluster (set by REDIS_CLUSTER_URL).
+    redis_cluster: bool = False
     # Every Redis key and channel starts with this; tests give each app its own.
     redis_prefix: str = "px:"
     # PostgreSQL schema the server's tables live in (tests use one per test).
@@ -146,11 +148,16 @@ class Settings:
         env = os.environ if env is None else env
         origins = _read(env, "ALLOWED_ORIGINS") or ""
         database_url = _read(env, "DATABASE_URL")
+        redis_url = _read(env, "REDIS_URL")
+        redis_cluster_url = _read(env, "REDIS_CLUSTER_URL")
+        if redis_url and redis_cluster_url and redis_url != redis_cluster_url:
+            raise SettingsError("set REDIS_URL (one Redis) or REDIS_CLUSTER_URL (a Redis Cluster), not both")
         return cls(
             host=_read(env, "HOST") or DEFAULT_HOST,
             port=_int(env, "PORT", DEFAULT_PORT),
             database_url=normalise_database_url(database_url) if database_url else None,
-            redis_url=_read(env, "REDIS_URL"),
+            redis_url=redis_cluster_url or redis_url,
+            redis_cluster=bool(redis_cluster_url),
             redis_prefix=_read(env, "REDIS_PREFIX") or "px:",
             db_schema=_read(env, "DB_SCHEMA") or "public",
             db_application_name=_read(env, "DB_APPLICATION_NAME") or "proximity_server",

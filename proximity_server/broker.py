@@ -1,14 +1,22 @@
-"""The Redis pub/sub broker: one subscriber connection per process.
+"""The Redis pub/sub brokers: how a process hears the events its sockets need.
 
 The hub asks the broker to subscribe to a channel when the channel gets its
 first local socket and to unsubscribe when it loses its last. Publishing is
-done by the store (the hot-path script publishes as part of its one round
-trip), so the broker only listens.
+done by the stores (the hot-path script publishes as part of its one round
+trip), so a broker only listens.
 
-The listener reconnects by itself with backoff when Redis goes away and
-re-subscribes every channel it held; ``subscribe`` returns once Redis has
-confirmed the subscription, so a socket never misses an event published right
-after it was accepted.
+Every subscriber connection reconnects by itself with backoff when Redis goes
+away and re-subscribes every channel it held; ``subscribe`` returns once Redis
+has confirmed the subscription, so a socket never misses an event published
+right after it was accepted.
+
+* ``RedisBroker``: one Redis, one connection, plain ``SUBSCRIBE``.
+* ``ShardedBroker``: a Redis Cluster. Channels use sharded pub/sub
+  (``SSUBSCRIBE``, Redis 7), so an event travels only to the shard that owns
+  its channel's slot instead of to every node. The broker holds one connection
+  per primary that owns a channel it needs, and moves channels when the
+  cluster's slots move (a failed connection, a ``MOVED`` reply, or the
+  ``sunsubscribe`` a node sends when it gives a slot away).
 """
 
 from __future__ import annotations
@@ -16,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
 import redis.asyncio as aioredis
+from redis.connection import parse_url
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -28,6 +37,7 @@ SUBSCRIBE_TIMEOUT_SECONDS: Final = 5.0
 POLL_SECONDS: Final = 1.0
 RECONNECT_MIN_SECONDS: Final = 0.05
 RECONNECT_MAX_SECONDS: Final = 2.0
+CONNECT_TIMEOUT_SECONDS: Final = 2.0
 
 EventHandler = Callable[[str, str], None]
 
@@ -36,46 +46,98 @@ class BrokerUnavailable(RuntimeError):
     """The broker could not subscribe in time (Redis is down)."""
 
 
-class RedisBroker:
-    def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler) -> None:
-        self._client = client
-        self._control = control_channel
+class _Subscriber:
+    """One pub/sub connection and the channels it holds.
+
+    ``sharded`` picks ``SSUBSCRIBE`` over ``SUBSCRIBE``. ``anchor`` is a
+    channel held for the connection's whole life, so it connects (and
+    reports itself connected) before any socket needs a channel.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        on_event: EventHandler,
+        *,
+        sharded: bool,
+        anchor: str | None = None,
+        on_trouble: Callable[[_Subscriber, BaseException | None], Awaitable[None]] | None = None,
+        on_dropped: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
         self._on_event = on_event
-        self._channels: set[str] = set()
+        self._sharded = sharded
+        self._anchor = anchor
+        self._on_trouble = on_trouble  # called before each reconnect, e.g. to move channels
+        self._on_dropped = on_dropped  # a channel the server unsubscribed us from
+        self.channels: set[str] = set()
         self._pubsub: aioredis.client.PubSub | None = None
         self._connected = asyncio.Event()
+        self._wanted = asyncio.Event()  # set while there is something to listen to
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.reconnects = 0
         self.delivered = 0
+        if anchor is not None:
+            self._wanted.set()
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to listen to: a connection that was never needed counts as healthy."""
+        return not self._wanted.is_set()
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe and wait for Redis to confirm it."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.setdefault(channel, []).append(waiter)
-        self._channels.add(channel)
+        self.channels.add(channel)
+        self._wanted.set()
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
                 await self._connected.wait()
                 pubsub = self._pubsub
                 assert pubsub is not None
-                await pubsub.subscribe(channel)
+                await self._command(pubsub, channel)
                 await waiter
         except (TimeoutError, RedisError, OSError) as exc:
             self._drop_waiter(channel, waiter)
             raise BrokerUnavailable(f"could not subscribe to {channel}: {exc!r}") from exc
 
     async def unsubscribe(self, channel: str) -> None:
-        self._channels.discard(channel)
+        self.channels.discard(channel)
         pubsub = self._pubsub
         if pubsub is None or not self._connected.is_set():
             return  # the next connection will not re-subscribe it
         with contextlib.suppress(RedisError, OSError):
-            await pubsub.unsubscribe(channel)
+            if self._sharded:
+                await pubsub.sunsubscribe(channel)
+            else:
+                await pubsub.unsubscribe(channel)
+
+    def take(self, channel: str) -> list[asyncio.Future[None]]:
+        """Hand a channel (and whoever waits for it) over to another subscriber."""
+        self.channels.discard(channel)
+        return self._waiters.pop(channel, [])
+
+    async def adopt(self, channel: str, waiters: list[asyncio.Future[None]]) -> None:
+        self.channels.add(channel)
+        if waiters:
+            self._waiters.setdefault(channel, []).extend(waiters)
+        self._wanted.set()
+        pubsub = self._pubsub
+        if pubsub is not None and self._connected.is_set():
+            with contextlib.suppress(RedisError, OSError):  # else the next connection subscribes it
+                await self._command(pubsub, channel)
+
+    async def _command(self, pubsub: aioredis.client.PubSub, *channels: str) -> None:
+        if self._sharded:
+            await pubsub.ssubscribe(*channels)
+        else:
+            await pubsub.subscribe(*channels)
 
     def _drop_waiter(self, channel: str, waiter: asyncio.Future[None]) -> None:
         waiters = self._waiters.get(channel)
@@ -92,20 +154,30 @@ class RedisBroker:
     async def run(self) -> None:
         """Listen until cancelled, reconnecting whenever the connection drops."""
         delay = RECONNECT_MIN_SECONDS
+        trouble: BaseException | None = None
         while True:
-            pubsub = self._client.pubsub()
+            await self._wanted.wait()
+            if self._on_trouble is not None and trouble is not None:
+                await self._on_trouble(self, trouble)
+            channels = ([self._anchor] if self._anchor else []) + sorted(self.channels)
+            if not channels:
+                self._wanted.clear()
+                continue
+            pubsub = self.client.pubsub()
             try:
-                await pubsub.subscribe(self._control, *self._channels)
+                await self._command(pubsub, *channels)
                 self._pubsub = pubsub
                 self._connected.set()
-                if delay > RECONNECT_MIN_SECONDS:
-                    log.info("pub/sub listener reconnected", extra={"channels": len(self._channels)})
+                if trouble is not None:
+                    log.info("pub/sub listener reconnected", extra={"channels": len(self.channels)})
                 delay = RECONNECT_MIN_SECONDS
+                trouble = None
                 await self._listen(pubsub)
             except (RedisError, OSError) as exc:
                 if self._connected.is_set():
                     self.reconnects += 1
                     log.warning("pub/sub connection lost", extra={"error": repr(exc)})
+                trouble = exc
                 self._connected.clear()
                 self._pubsub = None
                 await asyncio.sleep(delay)
@@ -123,11 +195,154 @@ class RedisBroker:
                 continue
             kind = message["type"]
             channel = message["channel"]
-            if kind == "message":
+            if kind in ("message", "smessage"):
                 self.delivered += 1
                 try:
                     self._on_event(channel, message["data"])
                 except Exception:
                     log.exception("event handler failed", extra={"channel": channel})
-            elif kind == "subscribe":
+            elif kind in ("subscribe", "ssubscribe"):
                 self._confirmed(channel)
+            elif kind == "sunsubscribe" and channel in self.channels and self._on_dropped is not None:
+                # The node gave the channel's slot away (resharding or failover).
+                self._on_dropped(channel)
+
+
+class RedisBroker:
+    """A single Redis: one connection, ``SUBSCRIBE``."""
+
+    def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler) -> None:
+        self._subscriber = _Subscriber(client, on_event, sharded=False, anchor=control_channel)
+
+    @property
+    def connected(self) -> bool:
+        return self._subscriber.connected
+
+    @property
+    def reconnects(self) -> int:
+        return self._subscriber.reconnects
+
+    @property
+    def delivered(self) -> int:
+        return self._subscriber.delivered
+
+    async def subscribe(self, channel: str) -> None:
+        await self._subscriber.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self._subscriber.unsubscribe(channel)
+
+    async def run(self) -> None:
+        await self._subscriber.run()
+
+
+class ShardedBroker:
+    """A Redis Cluster: one ``SSUBSCRIBE`` connection per primary that owns a needed channel."""
+
+    def __init__(self, cluster: aioredis.RedisCluster, url: str, on_event: EventHandler) -> None:
+        self._cluster = cluster
+        self._params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self._on_event = on_event
+        self._subscribers: dict[str, _Subscriber] = {}  # node name -> its subscriber
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._running = False
+        self._moves: set[asyncio.Task[None]] = set()
+        self._retired_reconnects = 0
+        self._retired_delivered = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._running and all(s.connected or s.idle for s in self._subscribers.values())
+
+    @property
+    def reconnects(self) -> int:
+        return self._retired_reconnects + sum(s.reconnects for s in self._subscribers.values())
+
+    @property
+    def delivered(self) -> int:
+        return self._retired_delivered + sum(s.delivered for s in self._subscribers.values())
+
+    async def subscribe(self, channel: str) -> None:
+        # A MOVED reply (a stale slot map) breaks that connection; before it
+        # reconnects, ``_rehome`` moves the channel, and its waiter with it.
+        await (await self._subscriber_for(channel)).subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        for subscriber in self._subscribers.values():
+            if channel in subscriber.channels:
+                await subscriber.unsubscribe(channel)
+
+    async def run(self) -> None:
+        self._running = True
+        try:
+            await asyncio.Event().wait()  # the subscribers' tasks do the work
+        finally:
+            self._running = False
+            for task in [*self._tasks, *self._moves]:
+                task.cancel()
+            for task in [*self._tasks, *self._moves]:
+                with contextlib.suppress(BaseException):
+                    await task
+            for subscriber in self._subscribers.values():
+                with contextlib.suppress(Exception):
+                    await subscriber.client.aclose()
+
+    async def _subscriber_for(self, channel: str) -> _Subscriber:
+        node = self._cluster.get_node_from_key(channel)
+        if node is None:  # the client has not read the cluster's slots yet
+            await self._refresh_slots()
+            node = self._cluster.get_node_from_key(channel)
+            if node is None:
+                raise BrokerUnavailable(f"no cluster node serves {channel}")
+        subscriber = self._subscribers.get(node.name)
+        if subscriber is None:
+            p = self._params
+            client = aioredis.Redis(
+                host=node.host,
+                port=int(node.port),
+                username=p.get("username"),
+                password=p.get("password"),
+                decode_responses=True,
+                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            )
+            subscriber = _Subscriber(
+                client, self._on_event, sharded=True, on_trouble=self._rehome, on_dropped=self._dropped
+            )
+            self._subscribers[node.name] = subscriber
+            task = asyncio.create_task(subscriber.run(), name=f"pubsub-{node.name}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return subscriber
+
+    async def _refresh_slots(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._cluster.nodes_manager.initialize()
+
+    async def _rehome(self, subscriber: _Subscriber, trouble: BaseException | None) -> None:
+        """Before a subscriber reconnects: re-read the slots and move the channels it no longer owns."""
+        await self._refresh_slots()
+        for channel in sorted(subscriber.channels):
+            try:
+                owner = await self._subscriber_for(channel)
+            except BrokerUnavailable:
+                continue  # stays here; the next reconnect looks again
+            if owner is not subscriber:
+                await owner.adopt(channel, subscriber.take(channel))
+
+    def _dropped(self, channel: str) -> None:
+        task = asyncio.create_task(self._move(channel), name="pubsub-move")
+        self._moves.add(task)
+        task.add_done_callback(self._moves.discard)
+
+    async def _move(self, channel: str) -> None:
+        await self._refresh_slots()
+        waiters: list[asyncio.Future[None]] = []
+        for subscriber in list(self._subscribers.values()):
+            if channel in subscriber.channels:
+                waiters += subscriber.take(channel)
+        try:
+            owner = await self._subscriber_for(channel)
+        except BrokerUnavailable as exc:
+            log.warning("could not move a channel to its new shard", extra={"error": repr(exc)})
+            return
+        await owner.adopt(channel, waiters)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncpg
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from config.settings import Settings
 from proximity_server.accounts import AccountService
-from proximity_server.broker import RedisBroker
+from proximity_server.broker import RedisBroker, ShardedBroker
 from proximity_server.conversations import ConversationService
 from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
@@ -24,19 +23,22 @@ from proximity_server.taxonomy import Taxonomy
 from proximity_server.tokens import AccessTokens
 from store.events import EventStore
 from store.keys import Keys
-from store.mux import MuxRedis
+from store.mux import MuxCluster, MuxRedis
 from store.photos import PhotoStore
 from store.presence import PresenceStore
+from store.pubsub import Publisher
+from store.redis_client import RedisClient
 from store.stats import StatsStore
 
 SETTINGS = web.AppKey("settings", Settings)
 TAXONOMY = web.AppKey("taxonomy", Taxonomy)
 REDIS_KEYS = web.AppKey("redis_keys", Keys)
-REDIS = web.AppKey("redis", aioredis.Redis)
-REDIS_MUX = web.AppKey("redis_mux", MuxRedis)
+REDIS = web.AppKey[RedisClient]("redis")
+REDIS_MUX = web.AppKey[MuxRedis | MuxCluster]("redis_mux")
+PUBLISHER = web.AppKey("publisher", Publisher)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 HUB = web.AppKey("hub", Hub)
-BROKER = web.AppKey("broker", RedisBroker)
+BROKER = web.AppKey[RedisBroker | ShardedBroker]("broker")
 PROXIMITY = web.AppKey("proximity", ProximityService)
 SESSION_SOCKETS = web.AppKey("session_sockets", SessionSockets)
 STATS_STORE = web.AppKey("stats_store", StatsStore)

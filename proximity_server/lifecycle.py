@@ -21,12 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
+from redis.asyncio import RedisCluster
 
 from config.settings import photos_dir
 from protocol.codes import CloseCode
 from proximity_server import keys
 from proximity_server.accounts import AccountService
-from proximity_server.broker import RedisBroker
+from proximity_server.broker import RedisBroker, ShardedBroker
 from proximity_server.conversations import ConversationService
 from proximity_server.discover import DiscoverService
 from proximity_server.hub import Hub
@@ -48,11 +49,12 @@ from store.discover import DiscoverStore
 from store.events import EVENT_RETENTION_DAYS, EventStore
 from store.hidden import HiddenPairs
 from store.likes import LikeStore
-from store.mux import MuxRedis
+from store.mux import MuxCluster, MuxRedis
 from store.photos import LocalPhotoStore, PhotoRecords, PhotoStore, open_s3_store
 from store.presence import PresenceStore
 from store.profiles import ProfileStore
-from store.proximity import ProximityStore
+from store.proximity import ClusterProximityStore, ProximityStore
+from store.pubsub import Publisher
 from store.rate_limit import RateLimitStore
 from store.stats import StatsStore
 
@@ -79,12 +81,14 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One Redis (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER_URL)."""
     settings = app[keys.SETTINGS]
     assert settings.redis_url, "REDIS_URL is not configured"
-    client = redis_client.create_client(settings.redis_url)
-    mux = MuxRedis(settings.redis_url)
+    client = redis_client.create_client(settings.redis_url, cluster=settings.redis_cluster)
+    mux = MuxCluster(settings.redis_url) if settings.redis_cluster else MuxRedis(settings.redis_url)
     app[keys.REDIS] = client
     app[keys.REDIS_MUX] = mux
+    app[keys.PUBLISHER] = Publisher(client, sharded=settings.redis_cluster)
     yield
     await mux.aclose()
     await client.aclose()
@@ -110,12 +114,25 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     client = app[keys.REDIS]
     redis_keys = app[keys.REDIS_KEYS]
-    store = ProximityStore(client, app[keys.REDIS_MUX], redis_keys, OTHER_CATEGORY)
+    mux = app[keys.REDIS_MUX]
+    store = (
+        ClusterProximityStore(client, mux, redis_keys, OTHER_CATEGORY)
+        if isinstance(mux, MuxCluster)
+        else ProximityStore(client, mux, redis_keys, OTHER_CATEGORY)
+    )
     app[keys.PROXIMITY] = MeteredProximityService(store, app[keys.TAXONOMY], settings.session_ttl_seconds)
     app[keys.STATS_STORE] = StatsStore(client, app[keys.PG_POOL], redis_keys)
 
     hub_ref: list[Hub] = []
-    broker = RedisBroker(client, f"{settings.redis_prefix}ev:control", lambda ch, raw: hub_ref[0].deliver(ch, raw))
+
+    def deliver(channel: str, raw: str) -> None:
+        hub_ref[0].deliver(channel, raw)
+
+    broker: RedisBroker | ShardedBroker
+    if isinstance(client, RedisCluster):
+        broker = ShardedBroker(client, settings.redis_url or "", deliver)
+    else:
+        broker = RedisBroker(client, f"{settings.redis_prefix}ev:control", deliver)
     hub = Hub(broker.subscribe, broker.unsubscribe)
     hub_ref.append(hub)
     app[keys.BROKER] = broker
@@ -137,7 +154,7 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="password-hash")
     passwords = Passwords(PROFILES[settings.password_hash_profile], executor)
-    store = AccountStore(app[keys.PG_POOL], app[keys.REDIS], app[keys.REDIS_KEYS])
+    store = AccountStore(app[keys.PG_POOL], app[keys.REDIS], app[keys.REDIS_KEYS], app[keys.PUBLISHER])
     app[keys.ACCESS_TOKENS] = tokens
     app[keys.RATE_LIMITER] = limiter
     app[keys.ACCOUNTS] = AccountService(store, passwords, tokens, limiter)
@@ -177,7 +194,7 @@ async def profiles_ctx(app: web.Application) -> AsyncIterator[None]:
 async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     """Likes, matches, conversations and the per-user event log."""
     pool = app[keys.PG_POOL]
-    events = EventStore(pool, app[keys.REDIS], app[keys.REDIS_KEYS])
+    events = EventStore(pool, app[keys.PUBLISHER], app[keys.REDIS_KEYS])
     app[keys.EVENTS] = events
     heartbeat = app[keys.SETTINGS].ws_heartbeat_seconds
     presence = PresenceStore(app[keys.REDIS], app[keys.REDIS_KEYS], process_id(), claim_ttl_seconds=heartbeat)
@@ -223,7 +240,7 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         events=app[keys.EVENTS],
         presence=presence,
         pool=app[keys.PG_POOL],
-        redis=app[keys.REDIS],
+        publisher=app[keys.PUBLISHER],
     )
     app[keys.REALTIME] = realtime
 

@@ -29,7 +29,6 @@ from typing import Any, Final
 
 import asyncpg
 import orjson
-import redis.asyncio as aioredis
 
 from protocol.codec import DecodeError
 from protocol.codes import CloseCode, ErrorCode
@@ -44,6 +43,7 @@ from store import realtime as realtime_store
 from store.events import EventStore
 from store.keys import Keys
 from store.presence import PresenceStore
+from store.pubsub import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Realtime:
         events: EventStore,
         presence: PresenceStore,
         pool: asyncpg.Pool,
-        redis: aioredis.Redis,
+        publisher: Publisher,
     ) -> None:
         self._hub = hub
         self._keys = keys
@@ -88,7 +88,7 @@ class Realtime:
         self._events = events
         self._presence = presence
         self._pool = pool
-        self._redis = redis
+        self._publisher = publisher
         self._sockets: dict[Connection, UserSocket] = {}
         self._unauthenticated: dict[Connection, asyncio.TimerHandle] = {}
         self._local: dict[str, int] = {}  # user id -> open sockets on this process
@@ -170,10 +170,7 @@ class Realtime:
         payload = b"presence|" + orjson.dumps(
             {"type": "presence", "user_id": user_id, "online": online, "last_seen": last_seen}
         )
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for partner in partners:
-                pipe.publish(self._keys.user_channel(partner), payload)
-            await pipe.execute()
+        await self._publisher.publish_many([(self._keys.user_channel(partner), payload) for partner in partners])
 
     async def refresh_presence(self) -> None:
         """Keep this process's claims alive, and announce the users of a
@@ -320,7 +317,7 @@ class Realtime:
             if other is None:
                 raise NotFound("no such conversation")
             signal = {"type": "typing", "conversation_id": conversation_id, "user_id": state.user_id}
-            await self._redis.publish(self._keys.user_channel(other), b"typing|" + orjson.dumps(signal))
+            await self._publisher.publish(self._keys.user_channel(other), b"typing|" + orjson.dumps(signal))
             return None
         raise BadRequest(f"unknown command {command.type!r}")  # unreachable: parse_command checked it
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from store.keys import Keys
+from store.pubsub import Publisher
+from store.redis_client import RedisClient
 
 VALID_AFTER_CACHE_SECONDS: Final = 24 * 3600
 # Cache value for a user that does not exist (any more).
@@ -62,10 +63,11 @@ def _user(row: asyncpg.Record) -> User:
 
 
 class AccountStore:
-    def __init__(self, pool: asyncpg.Pool, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, pool: asyncpg.Pool, client: RedisClient, keys: Keys, publisher: Publisher) -> None:
         self._pool = pool
         self._client = client
         self._keys = keys
+        self._publisher = publisher
 
     # -- users -------------------------------------------------------------
 
@@ -208,7 +210,7 @@ class AccountStore:
         return value
 
     async def publish_user_event(self, user_id: str, event: str) -> None:
-        await self._client.publish(self._keys.user_channel(user_id), event)
+        await self._publisher.publish(self._keys.user_channel(user_id), event)
 
 
 def _ms(moment: dt.datetime) -> int:

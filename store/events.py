@@ -37,9 +37,9 @@ from typing import Any, Final
 
 import asyncpg
 import orjson
-import redis.asyncio as aioredis
 
 from store.keys import Keys
+from store.pubsub import Publisher
 
 EVENT_PREFIX: Final = "event|"
 EVENT_RETENTION_DAYS: Final = 30
@@ -114,9 +114,9 @@ def _event(row: asyncpg.Record) -> Event:
 
 
 class EventStore:
-    def __init__(self, pool: asyncpg.Pool, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, keys: Keys) -> None:
         self._pool = pool
-        self._client = client
+        self._publisher = publisher
         self._keys = keys
 
     async def events_since(self, user_id: str, last_event_id: int, limit: int) -> list[Event]:
@@ -145,13 +145,4 @@ class EventStore:
 
     async def publish(self, events: Sequence[Event]) -> None:
         """Publish committed events, one pipelined round trip."""
-        await publish(self._client, self._keys, events)
-
-
-async def publish(client: aioredis.Redis, keys: Keys, events: Sequence[Event]) -> None:
-    if not events:
-        return
-    async with client.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.publish(keys.user_channel(event.user_id), encode_event(event))
-        await pipe.execute()
+        await self._publisher.publish_many([(self._keys.user_channel(e.user_id), encode_event(e)) for e in events])

@@ -8,24 +8,27 @@ no TTL: a block lasts until it is lifted.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
 from store.keys import Keys
+from store.redis_client import RedisClient
 
 
 class HiddenPairs:
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
         self._client = client
         self._keys = keys
 
+    # Not a MULTI: on a Redis Cluster the two sets live in different slots.
+    # Both writes are idempotent, and a failure is reported to the caller,
+    # whose retry completes the pair.
+
     async def hide(self, a: str, b: str) -> None:
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with self._client.pipeline(transaction=False) as pipe:
             pipe.sadd(self._keys.hidden(a), b)
             pipe.sadd(self._keys.hidden(b), a)
             await pipe.execute()
 
     async def unhide(self, a: str, b: str) -> None:
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with self._client.pipeline(transaction=False) as pipe:
             pipe.srem(self._keys.hidden(a), b)
             pipe.srem(self._keys.hidden(b), a)
             await pipe.execute()

@@ -2,11 +2,27 @@
 
 Every name starts with the configured prefix, so several apps (or tests) can
 share one Redis without seeing each other's data.
+
+The ``{...}`` parts are Redis Cluster hash tags: keys a script touches
+together must live in one slot. A session hash and its token's channel share
+the token's slot; the counters and the live-session index share ``{stats}``;
+a user's presence set shares a slot with one of ``PRESENCE_SHARDS`` deadline
+sets. On a single Redis the braces are just characters.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+from typing import Final
+
+STATS_TAG: Final = "{stats}"
+PRESENCE_SHARDS: Final = 16
+
+
+def presence_shard(user_id: str) -> int:
+    """Which presence deadline set a user belongs to (stable across processes)."""
+    return zlib.crc32(user_id.encode()) % PRESENCE_SHARDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,22 +30,22 @@ class Keys:
     prefix: str
 
     def session(self, ble_token: str) -> str:
-        return f"{self.prefix}session:{ble_token}"
+        return f"{self.prefix}session:{{{ble_token}}}"
 
     @property
     def active_sessions(self) -> str:
         """Sorted set: BLE token -> session expiry (ms), for an exact live count."""
-        return f"{self.prefix}active_sessions"
+        return f"{self.prefix}{STATS_TAG}:active_sessions"
 
     @property
     def pending_counters(self) -> str:
         """Hash of counter deltas not yet flushed to PostgreSQL."""
-        return f"{self.prefix}counters:pending"
+        return f"{self.prefix}{STATS_TAG}:counters:pending"
 
     @property
     def inflight_counters(self) -> str:
         """Hash of the counter batch being flushed right now."""
-        return f"{self.prefix}counters:inflight"
+        return f"{self.prefix}{STATS_TAG}:counters:inflight"
 
     @property
     def hidden_prefix(self) -> str:
@@ -39,26 +55,25 @@ class Keys:
         """Set: the users this user must never be nudged with (blocks, either way)."""
         return f"{self.hidden_prefix}{user_id}"
 
+    def presence_prefix(self, shard: int) -> str:
+        return f"{self.prefix}presence:{{presence-{shard}}}:"
+
     def presence(self, user_id: str) -> str:
         """Sorted set: process id -> when its claim that the user is online expires (ms)."""
-        return f"{self.prefix}presence:{user_id}"
+        return f"{self.presence_prefix(presence_shard(user_id))}{user_id}"
 
-    @property
-    def presence_deadlines(self) -> str:
-        """Sorted set: user id -> when their last presence claim runs out (ms)."""
-        return f"{self.prefix}presence-deadlines"
+    def presence_deadlines(self, shard: int) -> str:
+        """Sorted set: user id -> when their last presence claim runs out (ms), for one shard of users."""
+        return f"{self.presence_prefix(shard)}deadlines"
 
     @property
     def counter_batches(self) -> str:
         """Hash: ``epoch`` (random, per Redis dataset) and ``seq`` (last batch number)."""
-        return f"{self.prefix}counters:batches"
-
-    @property
-    def token_channel_prefix(self) -> str:
-        return f"{self.prefix}ev:token:"
+        return f"{self.prefix}{STATS_TAG}:counters:batches"
 
     def token_channel(self, ble_token: str) -> str:
-        return f"{self.token_channel_prefix}{ble_token}"
+        """A BLE token's sockets listen here; it shares the session's cluster slot."""
+        return f"{self.prefix}ev:token:{{{ble_token}}}"
 
     @property
     def user_channel_prefix(self) -> str:

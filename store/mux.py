@@ -26,9 +26,11 @@ import hashlib
 import time
 from collections import deque
 from typing import Any, Final, cast
+from urllib.parse import quote
 
 import hiredis
 from redis.connection import parse_url
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -36,6 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 CONNECT_TIMEOUT_SECONDS: Final = 2.0
 REPLY_TIMEOUT_SECONDS: Final = 5.0
 WATCHDOG_SECONDS: Final = 1.0
+CLUSTER_SLOTS: Final = 16384
 
 Arg = str | bytes | int
 
@@ -209,3 +212,100 @@ class MuxRedis:
             self._connecting.cancel()
             with contextlib.suppress(BaseException):
                 await self._connecting
+
+
+class MuxCluster:
+    """The hot path on a Redis Cluster: one multiplexed connection per primary.
+
+    Commands are routed by the slot of their first key. The slot map comes
+    from ``CLUSTER SLOTS``; a ``MOVED`` or ``ASK`` reply, or a node that
+    cannot be reached, marks it stale, and the next command re-reads it (a
+    redirected command is retried once, on the node that owns the slot now).
+    """
+
+    def __init__(self, url: str) -> None:
+        params = parse_url(url)  # type: ignore[no-untyped-call]
+        self._seed = (params.get("host", "localhost"), int(params.get("port", 6379)))
+        self._auth = ""
+        if params.get("password"):
+            user = params.get("username") or "default"
+            self._auth = f"{quote(user, safe='')}:{quote(params['password'], safe='')}@"
+        self._slots: list[tuple[str, int]] = []
+        self._nodes: dict[tuple[str, int], MuxRedis] = {}
+        self._scripts: dict[str, str] = {}
+        self._refreshing: asyncio.Future[None] | None = None
+
+    def register_script(self, source: str) -> str:
+        sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+        self._scripts[sha] = source
+        for node in self._nodes.values():
+            node.register_script(source)
+        return sha
+
+    async def execute_keyed(self, key: str, *args: Arg) -> Any:
+        """Run a command on the node that owns ``key``."""
+        return await self._routed(key, lambda node: node.execute(*args))
+
+    async def evalsha(self, sha: str, keys: list[str], args: list[Arg]) -> Any:
+        """Run a script whose keys all share the slot of ``keys[0]``."""
+        return await self._routed(keys[0], lambda node: node.evalsha(sha, keys, args))
+
+    async def _routed(self, key: str, call: Any) -> Any:
+        slot = key_slot(key.encode())
+        for attempt in range(2):
+            if not self._slots:
+                await self._refresh()
+            node = self._node(self._slots[slot])
+            try:
+                return await call(node)
+            except ResponseError as exc:
+                if attempt or not str(exc).startswith(("MOVED ", "ASK ")):
+                    raise
+                self._slots = []  # resharded or failed over: learn the new map and retry once
+            except (RedisConnectionError, RedisTimeoutError):
+                self._slots = []
+                raise
+        raise AssertionError("unreachable")
+
+    def _node(self, address: tuple[str, int]) -> MuxRedis:
+        node = self._nodes.get(address)
+        if node is None:
+            node = MuxRedis(f"redis://{self._auth}{address[0]}:{address[1]}")
+            for source in self._scripts.values():
+                node.register_script(source)
+            self._nodes[address] = node
+        return node
+
+    async def _refresh(self) -> None:
+        if self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(self._read_slots())
+        try:
+            await asyncio.shield(self._refreshing)
+        finally:
+            if self._refreshing is not None and self._refreshing.done():
+                self._refreshing = None
+
+    async def _read_slots(self) -> None:
+        errors: list[Exception] = []
+        for address in [self._seed, *(a for a in self._nodes if a != self._seed)]:
+            try:
+                reply = await self._node(address).execute("CLUSTER", "SLOTS")
+            except (RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
+                errors.append(exc)
+                continue
+            slots: list[tuple[str, int]] = [("", 0)] * CLUSTER_SLOTS
+            for start, end, primary, *_ in reply:
+                host = primary[0] or address[0]  # "" means "the host you asked"
+                for slot in range(int(start), int(end) + 1):
+                    slots[slot] = (host, int(primary[1]))
+            if any(port == 0 for _, port in slots):
+                errors.append(RedisConnectionError("the cluster does not cover every slot"))
+                continue
+            self._slots = slots
+            return
+        raise RedisConnectionError(f"no cluster node answered CLUSTER SLOTS: {errors!r}")
+
+    async def aclose(self) -> None:
+        nodes, self._nodes = list(self._nodes.values()), {}
+        for node in nodes:
+            await node.aclose()

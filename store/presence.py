@@ -6,17 +6,21 @@ A process refreshes its claims every heartbeat; a clean disconnect sets the
 score to "now"; a crashed process's claims simply run out. So a user is
 online while some score lies in the future, and their last-seen time is the
 highest score once none does.
+
+Users are spread over ``PRESENCE_SHARDS`` deadline sets (see ``store/keys.py``),
+each in the cluster slot of its users' presence sets, so the claim and reap
+scripts touch one slot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Final
 
-import redis.asyncio as aioredis
-
-from store.keys import Keys
+from store.keys import PRESENCE_SHARDS, Keys, presence_shard
+from store.redis_client import RedisClient
 
 PRESENCE_RETENTION_SECONDS: Final = 30 * 24 * 3600
 
@@ -67,7 +71,7 @@ def now_ms() -> int:
 
 
 class PresenceStore:
-    def __init__(self, client: aioredis.Redis, keys: Keys, process_id: str, claim_ttl_seconds: float) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, process_id: str, claim_ttl_seconds: float) -> None:
         self._client = client
         self._keys = keys
         self._process = process_id
@@ -86,16 +90,25 @@ class PresenceStore:
         return await self._write_claim(user_id, t, t)
 
     async def _write_claim(self, user_id: str, score_ms: int, now: int) -> int:
-        keys = [self._keys.presence(user_id), self._keys.presence_deadlines]
+        keys = [self._keys.presence(user_id), self._keys.presence_deadlines(presence_shard(user_id))]
         args: list[str | int] = [self._process, score_ms, now, PRESENCE_RETENTION_SECONDS, user_id]
         return int(await self._claim(keys=keys, args=args))
 
     async def reap(self) -> list[Presence]:
         """Users whose claims all ran out without a release (their process died)."""
-        flat = await self._reap(
-            keys=[self._keys.presence_deadlines], args=[now_ms(), self._keys.presence(""), REAP_BATCH]
+        t = now_ms()
+        k = self._keys
+        replies = await asyncio.gather(
+            *(
+                self._reap(keys=[k.presence_deadlines(shard)], args=[t, k.presence_prefix(shard), REAP_BATCH])
+                for shard in range(PRESENCE_SHARDS)
+            )
         )
-        return [Presence(str(u), False, int(float(s))) for u, s in zip(flat[::2], flat[1::2], strict=True)]
+        return [
+            Presence(str(u), False, int(float(s)))
+            for flat in replies
+            for u, s in zip(flat[::2], flat[1::2], strict=True)
+        ]
 
     async def refresh(self, user_ids: list[str]) -> None:
         """Extend this process's claims (called every heartbeat)."""
@@ -105,7 +118,7 @@ class PresenceStore:
         async with self._client.pipeline(transaction=False) as pipe:
             for user_id in user_ids:
                 pipe.zadd(self._keys.presence(user_id), {self._process: t + self._ttl_ms})
-                pipe.zadd(self._keys.presence_deadlines, {user_id: t + self._ttl_ms}, gt=True)
+                pipe.zadd(self._keys.presence_deadlines(presence_shard(user_id)), {user_id: t + self._ttl_ms}, gt=True)
             await pipe.execute()
 
     async def lookup(self, user_ids: list[str]) -> dict[str, Presence]:

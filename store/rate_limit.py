@@ -6,11 +6,11 @@ hit is INCR + PEXPIRE, pipelined: one round trip for any number of counters.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+from store.redis_client import RedisClient
 
 
 class RateLimitStore:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._client = client
 
     async def hit(self, buckets: list[str], window_ms: int) -> list[int]:

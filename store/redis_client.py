@@ -16,8 +16,23 @@ POOL_WAIT_SECONDS: Final = 2.0
 HEALTH_CHECK_INTERVAL_SECONDS: Final = 15
 
 
-def create_client(url: str) -> aioredis.Redis:
-    """A client whose pool waits (briefly) for a free connection instead of failing."""
+RedisClient = aioredis.Redis | aioredis.RedisCluster
+
+
+def create_client(url: str, *, cluster: bool = False) -> RedisClient:
+    """A client whose pool waits (briefly) for a free connection instead of failing.
+
+    With ``cluster``, ``url`` names any node of a Redis Cluster; the client
+    learns the others and routes each command by its key's slot.
+    """
+    if cluster:
+        return aioredis.RedisCluster.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            max_connections=MAX_CONNECTIONS,
+        )
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
@@ -37,5 +52,5 @@ def lua_source(name: str) -> str:
     return prelude + (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
 
 
-async def ping(client: aioredis.Redis) -> None:
+async def ping(client: RedisClient) -> None:
     await client.ping()

@@ -21,9 +21,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from store.keys import Keys
+from store.redis_client import RedisClient
 
 BATCH_FIELD = "batch"
 BATCH_RETENTION_DAYS = 7
@@ -48,6 +48,18 @@ redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[2], 'batch', epoch .. ':' .. n)
 return redis.call('HGETALL', KEYS[2])
 """
+
+
+# KEYS: pending, inflight, batches, active sessions (all in the {stats} slot).
+# ARGV[1]: now (ms). One consistent snapshot for a reader.
+_SNAPSHOT = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+        redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[1], '+inf')}
+"""
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 @dataclass
@@ -87,11 +99,12 @@ class DayStats:
 
 
 class StatsStore:
-    def __init__(self, client: aioredis.Redis, pool: asyncpg.Pool, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, pool: asyncpg.Pool, keys: Keys) -> None:
         self._client = client
         self._pool = pool
         self._keys = keys
         self._move = client.register_script(_MOVE_PENDING)
+        self._snapshot = client.register_script(_SNAPSHOT)
 
     async def ensure_epoch(self) -> None:
         """Give this Redis dataset its batch epoch before any reader needs it."""
@@ -105,7 +118,7 @@ class StatsStore:
         )
         if not flat:
             return 0
-        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        fields = _pairs(flat)
         batch_id = fields.pop(BATCH_FIELD, None) or uuid.uuid4().hex
         batch = CounterBatch()
         batch.add_fields(fields)
@@ -151,12 +164,10 @@ class StatsStore:
         """Durable counts for ``day`` plus what Redis holds that is not flushed yet."""
         k = self._keys
         while True:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hgetall(k.pending_counters)
-                pipe.hgetall(k.inflight_counters)
-                pipe.hgetall(k.counter_batches)
-                pipe.zcount(k.active_sessions, f"({now_ms}", "+inf")
-                pending, inflight, batches, active = await pipe.execute()
+            flat_pending, flat_inflight, flat_batches, active = await self._snapshot(
+                keys=[k.pending_counters, k.inflight_counters, k.counter_batches, k.active_sessions], args=[now_ms]
+            )
+            pending, inflight, batches = _pairs(flat_pending), _pairs(flat_inflight), _pairs(flat_batches)
             if "epoch" in batches:
                 break
             await self.ensure_epoch()  # a fresh Redis: fix the epoch, then look again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from config.settings import Settings
+from store.keys import Keys
 from tests.conftest import AppClient
 from tests.helpers import attempt_match, bearer, new_token, open_session
 
@@ -63,7 +64,7 @@ async def test_new_session_for_same_token_can_be_nudged_again(
     a, secret_a = await open_session(client, ["devops"])
     b, _ = await open_session(client, ["devops"])
     assert (await attempt_match(client, a, secret_a, b))["nudge_sent"] is True
-    await redis.delete(f"{settings.redis_prefix}session:{a}")  # type: ignore[attr-defined]  # session expired
+    await redis.delete(Keys(settings.redis_prefix).session(a))  # type: ignore[attr-defined]  # session expired
     a, secret_a = await open_session(client, ["devops"], token=a)
     assert (await attempt_match(client, a, secret_a, b))["nudge_sent"] is True
 

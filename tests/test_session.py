@@ -7,6 +7,7 @@ import datetime as dt
 import redis.asyncio as aioredis
 
 from config.settings import Settings
+from store.keys import Keys
 from tests.conftest import AppClient
 from tests.helpers import bearer, new_token, open_session
 
@@ -24,12 +25,12 @@ async def test_create_session_returns_secret_and_expiry(
     remaining = (expires - dt.datetime.now(dt.UTC)).total_seconds()
     assert settings.session_ttl_seconds - 5 < remaining <= settings.session_ttl_seconds + 1
 
-    stored = await redis.hgetall(f"{settings.redis_prefix}session:{token}")
+    stored = await redis.hgetall(Keys(settings.redis_prefix).session(token))
     assert stored["interest_categories"] == "music,tech"
     assert len(stored["interests_hash"]) == 64
     assert body["session_id"] not in stored.values()  # only its hash is kept
     assert "devops" not in str(stored)  # raw interests are not stored
-    ttl = await redis.ttl(f"{settings.redis_prefix}session:{token}")
+    ttl = await redis.ttl(Keys(settings.redis_prefix).session(token))
     assert settings.session_ttl_seconds - 5 < ttl <= settings.session_ttl_seconds
 
 
@@ -48,7 +49,7 @@ async def test_refresh_with_secret_keeps_id_and_extends_ttl(
     client: AppClient, redis: aioredis.Redis, settings: Settings
 ) -> None:
     token, secret = await open_session(client, ["devops"])
-    key = f"{settings.redis_prefix}session:{token}"
+    key = Keys(settings.redis_prefix).session(token)
     await redis.expire(key, 100)
     resp = await client.post("/session", json={"ble_token": token, "interests": ["hiking"]}, headers=bearer(secret))
     assert resp.status == 200
@@ -60,7 +61,7 @@ async def test_refresh_with_secret_keeps_id_and_extends_ttl(
 
 async def test_unknown_interests_map_to_other(client: AppClient, redis: aioredis.Redis, settings: Settings) -> None:
     token, _ = await open_session(client, ["zzz-not-an-interest"])
-    assert await redis.hget(f"{settings.redis_prefix}session:{token}", "interest_categories") == "other"
+    assert await redis.hget(Keys(settings.redis_prefix).session(token), "interest_categories") == "other"
 
 
 async def test_bad_input_is_refused_with_json_errors(client: AppClient) -> None:

@@ -7,6 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from config.settings import Settings
+from store.keys import Keys
 from tests.auth_helpers import ACCOUNT_OVERRIDES, access, register
 from tests.conftest import AppClient, MakeClient
 from tests.helpers import attempt_match, new_token, open_session
@@ -31,7 +32,7 @@ async def test_session_created_with_access_token_remembers_the_user(
     assert resp.status == 201
     secret = (await resp.json())["session_id"]
     assert "." not in secret
-    assert await redis.hget(f"{settings.redis_prefix}session:{token}", "user_id") == user["user_id"]
+    assert await redis.hget(Keys(settings.redis_prefix).session(token), "user_id") == user["user_id"]
 
     pubsub = redis.pubsub()
     await pubsub.subscribe(f"{settings.redis_prefix}ev:user:{user['user_id']}")

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from config.settings import Settings
 from proximity_server import keys
+from store.keys import Keys
 from tests.conftest import ADMIN_TOKEN, AppClient, MakeClient
 from tests.helpers import attempt_match, bearer, open_session
 
@@ -87,11 +88,11 @@ async def test_a_retried_batch_is_not_counted_twice(
     batch_id = await pg.fetchval("SELECT batch_id FROM stats_flush_batches")
     # Simulate a crash after COMMIT but before the inflight hash was deleted.
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    await redis.hset(f"{prefix}counters:inflight", mapping={"batch": batch_id, f"s|{today}": 1})
+    await redis.hset(Keys(prefix).inflight_counters, mapping={"batch": batch_id, f"s|{today}": 1})
     stats = await get_stats(client)
     assert stats["total_sessions_today"] == 1  # the applied batch is not counted twice
     await client.app[keys.FLUSHER].flush_once()
-    assert not await redis.exists(f"{prefix}counters:inflight")
+    assert not await redis.exists(Keys(prefix).inflight_counters)
     assert (await get_stats(client))["total_sessions_today"] == 1
 
 
@@ -112,7 +113,7 @@ async def test_a_flush_racing_a_read_is_not_counted_twice(
     the reader queries PostgreSQL: the pending counters are in both places."""
     await open_session(client, ["devops"])
     await get_stats(client)  # the first read fixes the batch epoch of this Redis
-    batches = await redis.hgetall(f"{settings.redis_prefix}counters:batches")
+    batches = await redis.hgetall(Keys(settings.redis_prefix).counter_batches)
     next_batch = f"{batches['epoch']!s}:{int(batches.get('seq', 0)) + 1}"
     today = dt.datetime.now(dt.UTC).date()
     # What that flush commits, while Redis still shows the counters as pending:

@@ -1,9 +1,9 @@
 -- Decide a proximity match in one round trip: authenticate the caller, read
 -- both sessions, intersect categories, de-duplicate the pair, count, publish.
 -- KEYS[1] own session hash, KEYS[2] detected session hash, KEYS[3] pending counters hash
--- ARGV[1] secret hash presented   ARGV[2] own token   ARGV[3] detected token
--- ARGV[4] token channel prefix    ARGV[5] category that never matches ("other")
--- ARGV[6] user channel prefix     ARGV[7] hidden-pairs set prefix
+-- ARGV[1] secret hash presented   ARGV[2] own token's channel   ARGV[3] detected token's channel
+-- ARGV[4] category that never matches ("other")
+-- ARGV[5] user channel prefix     ARGV[6] hidden-pairs set prefix
 -- Returns {-1} unauthorised, {0} no match, {1, categories, nudged(0|1)}.
 
 local own = redis.call('HMGET', KEYS[1], 'secret', 'gid', 'interest_categories', 'user_id')
@@ -18,7 +18,7 @@ if not other[1] then
   return {0}
 end
 -- Two signed-in people who blocked each other are never nudged.
-if own[4] and other[3] and redis.call('SISMEMBER', ARGV[7] .. own[4], other[3]) == 1 then
+if own[4] and other[3] and redis.call('SISMEMBER', ARGV[6] .. own[4], other[3]) == 1 then
   return {0}
 end
 
@@ -26,7 +26,7 @@ local mine = {}
 for category in string.gmatch(own[3], '[^,]+') do mine[category] = true end
 local shared = {}
 for category in string.gmatch(other[2], '[^,]+') do
-  if mine[category] and category ~= ARGV[5] then shared[#shared + 1] = category end
+  if mine[category] and category ~= ARGV[4] then shared[#shared + 1] = category end
 end
 if #shared == 0 then
   return {0}
@@ -45,8 +45,8 @@ local t = redis.call('TIME')
 redis.call('HINCRBY', KEYS[3], 'm|' .. utc_day(tonumber(t[1])), 1)
 
 local event = 'nudge|' .. csv
-redis.call('PUBLISH', ARGV[4] .. ARGV[2], event)
-redis.call('PUBLISH', ARGV[4] .. ARGV[3], event)
-if own[4] then redis.call('PUBLISH', ARGV[6] .. own[4], event) end
-if other[3] then redis.call('PUBLISH', ARGV[6] .. other[3], event) end
+redis.call('PUBLISH', ARGV[2], event)
+redis.call('PUBLISH', ARGV[3], event)
+if own[4] then redis.call('PUBLISH', ARGV[5] .. own[4], event) end
+if other[3] then redis.call('PUBLISH', ARGV[5] .. other[3], event) end
 return {1, csv, 1}
