@@ -8,21 +8,42 @@ With ``--workers``, this process supervises N worker processes sharing the
 port (see proximity_server/supervisor.py); embedded services are then started
 once here and handed to the workers through the environment. ``--worker-of``
 and ``--worker-index`` are how the supervisor starts a worker.
+
+SIGTERM (or SIGINT) stops a server process gracefully, within
+SHUTDOWN_GRACE_SECONDS (``drain``):
+
+1. the listening socket is closed: new connections are refused (with
+   ``--workers``, every worker closes its own);
+2. idle keep-alive connections are closed; WebSockets get 1001 (on_shutdown);
+3. requests in flight, including bodies still being uploaded, run to the end,
+   and their responses say ``Connection: close``;
+4. whatever still runs when the grace period is nearly over (it leaves
+   ``SHUTDOWN_RESERVE_SECONDS``, at most half of it, for the last steps) is
+   cut; then the cleanup contexts unwind: the final counter flush, the pools.
+
+A second signal cuts the wait short. Should the last steps hang, a watchdog
+thread ends the process (exit status 1) once the grace period is over: the
+counters it could not flush stay in Redis for the next start.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
 import resource
+import signal
 import sys
+import threading
 
 import uvloop
 from aiohttp import web
 
 from config.settings import Settings, SettingsError
 from proximity_server import create_app
+from proximity_server.app import DRAINING
 from proximity_server.embedded import EmbeddedServices
 from proximity_server.logs import configure_logging
 from proximity_server.supervisor import Supervisor, watch_supervisor, worker_command, worker_count
@@ -30,6 +51,14 @@ from proximity_server.supervisor import Supervisor, watch_supervisor, worker_com
 log = logging.getLogger("proximity_server.run")
 
 LISTEN_BACKLOG = 2048
+KEEPALIVE_TIMEOUT_SECONDS = 75.0
+# Of the grace period, what the last steps get (at most half of it): cutting
+# requests still running, the final counter flush, closing the pools.
+SHUTDOWN_RESERVE_SECONDS = 1.0
+# However short the grace period, the last steps get this long before the watchdog ends the process.
+SHUTDOWN_MIN_SECONDS = 1.0
+DRAIN_POLL_SECONDS = 0.02
+WATCHDOG_EXIT_STATUS = 1
 
 
 def raise_open_file_limit() -> int:
@@ -121,22 +150,176 @@ def supervise(settings: Settings, workers: int) -> int:
 
 
 def serve(settings: Settings, *, reuse_port: bool = False, supervisor_pid: int | None = None) -> None:
-    """Serve in this process until SIGTERM/SIGINT (then close gracefully)."""
+    """Serve in this process until SIGTERM/SIGINT, then stop gracefully (see the module docstring)."""
     limit = raise_open_file_limit()
     log.info("starting", extra={"host": settings.host, "port": settings.port, "open_file_limit": limit})
     if supervisor_pid is not None:
         watch_supervisor(supervisor_pid)
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        backlog=LISTEN_BACKLOG,
-        shutdown_timeout=settings.shutdown_grace_seconds,
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    stop = StopSignals(loop)
+    try:
+        loop.run_until_complete(serve_until_stopped(create_app(settings), settings, stop, reuse_port=reuse_port))
+    finally:
+        try:
+            _cancel_remaining_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            stop.remove()
+            loop.close()
+            if stop.watchdog is not None:
+                stop.watchdog.cancel()
+
+
+class StopSignals:
+    """SIGTERM and SIGINT: the first starts a graceful stop (and the exit
+    watchdog), a second cuts the wait for requests in flight short."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.requested = asyncio.Event()
+        self.hurry = asyncio.Event()
+        self.watchdog: threading.Timer | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._received, sig)
+
+    def _received(self, sig: signal.Signals) -> None:
+        if self.requested.is_set():
+            log.warning("second signal: cutting requests in flight now", extra={"signal": sig.name})
+            self.hurry.set()
+            return
+        log.info("stop requested", extra={"signal": sig.name})
+        self.requested.set()
+
+    def start_watchdog(self, seconds: float) -> None:
+        """End the process ``seconds`` from now, whatever it is doing."""
+
+        def overrun() -> None:
+            log.error("shutdown overran the grace period, exiting now", extra={"after_seconds": seconds})
+            logging.shutdown()
+            os._exit(WATCHDOG_EXIT_STATUS)
+
+        self.watchdog = threading.Timer(seconds, overrun)
+        self.watchdog.daemon = True
+        self.watchdog.start()
+
+    def remove(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                self._loop.remove_signal_handler(sig)
+
+
+class DrainingRunner(web.AppRunner):
+    """aiohttp's runner, except that its cleanup does not run ``on_shutdown``
+    again when ``drain`` already has (when the stop began)."""
+
+    __slots__ = ("shutdown_done",)
+
+    def __init__(self, app: web.Application, **kwargs: object) -> None:
+        super().__init__(app, **kwargs)  # type: ignore[arg-type]
+        self.shutdown_done = False
+
+    async def shutdown(self) -> None:
+        if not self.shutdown_done:
+            self.shutdown_done = True
+            await super().shutdown()
+
+
+def shutdown_budget(grace: float) -> tuple[float, float, float]:
+    """(seconds requests in flight get, seconds the cut of what is left may take,
+    seconds until the watchdog ends the process), from SIGTERM."""
+    grace = max(0.0, grace)
+    reserve = min(SHUTDOWN_RESERVE_SECONDS, grace / 2)
+    exit_after = max(grace, SHUTDOWN_MIN_SECONDS)
+    cut = max(0.05, min(reserve, exit_after - (grace - reserve)) / 4)
+    return grace - reserve, cut, exit_after
+
+
+async def serve_until_stopped(
+    app: web.Application, settings: Settings, stop: StopSignals, *, reuse_port: bool = False
+) -> None:
+    drain_seconds, cut_seconds, exit_after = shutdown_budget(settings.shutdown_grace_seconds)
+    runner = DrainingRunner(
+        app,
+        handle_signals=False,
         access_log=None,
-        print=None,
-        reuse_port=reuse_port or None,
-        loop=uvloop.new_event_loop(),
+        keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
+        # What a request still running after the drain gets once it is cancelled.
+        shutdown_timeout=cut_seconds,
     )
+    await runner.setup()
+    try:
+        if not stop.requested.is_set():  # a stop during start-up: no need to listen
+            site = web.TCPSite(
+                runner, settings.host, settings.port, backlog=LISTEN_BACKLOG, reuse_port=reuse_port or None
+            )
+            await site.start()
+            log.info("listening", extra={"host": settings.host, "port": settings.port})
+            await stop.requested.wait()
+        stop.start_watchdog(exit_after)
+        await drain(runner, stop, drain_seconds)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+async def drain(runner: DrainingRunner, stop: StopSignals, seconds: float) -> None:
+    """Stop listening, close idle connections and WebSockets, and wait up to
+    ``seconds`` for the requests in flight (the runner's cleanup cuts the rest)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    for site in list(runner.sites):
+        await site.stop()  # closes the listening socket: new connections are refused
+    app = runner.app
+    app[DRAINING].active = True
+    server = runner.server
+    assert server is not None
+    in_flight = _close_idle(server.connections)
+    log.info("stopped listening, draining", extra={"requests_in_flight": in_flight, "drain_seconds": seconds})
+    runner.shutdown_done = True
+    closing = asyncio.create_task(app.shutdown())  # on_shutdown: WebSockets are closed with 1001
+    hurry = asyncio.create_task(stop.hurry.wait())
+    try:
+        while True:
+            in_flight = _close_idle(server.connections)
+            remaining = deadline - loop.time()
+            if (not in_flight and closing.done()) or remaining <= 0 or hurry.done():
+                break
+            await asyncio.wait([hurry], timeout=min(DRAIN_POLL_SECONDS, remaining))
+    finally:
+        hurry.cancel()
+        closing.cancel()  # WebSockets whose peers have not answered the close frame are dropped
+        await asyncio.wait([closing, hurry])
+    if not closing.cancelled() and closing.exception() is not None:
+        log.error("closing WebSockets failed", exc_info=closing.exception())
+    if in_flight:
+        log.warning("grace period over, cutting requests in flight", extra={"requests_in_flight": in_flight})
+    else:
+        log.info("requests in flight finished")
+
+
+def _close_idle(connections: list[web.RequestHandler]) -> int:
+    """Close the connections that have no request running; return how many do.
+
+    ``_request_in_progress`` is aiohttp's own flag (3.14, pinned): set while a
+    request's handler runs, including while its body is still being received.
+    ``close()`` would not do for an idle one (it only stops it from reading),
+    and would make a busy one drop the rest of its request body."""
+    busy = 0
+    for conn in connections:
+        if getattr(conn, "_request_in_progress", True):
+            busy += 1
+        else:
+            conn.force_close()
+    return busy
+
+
+def _cancel_remaining_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 if __name__ == "__main__":

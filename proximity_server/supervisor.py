@@ -217,6 +217,10 @@ class Supervisor:
                 slot.proc.kill()
                 slot.proc.wait()
                 clean = False
+            elif slot.proc.returncode == -signal.SIGTERM:
+                # Killed by the SIGTERM itself: it was still starting and had
+                # not set up its handler yet, so it held nothing to finish.
+                log.info("worker stopped while starting", extra={"worker_index": slot.index})
             elif slot.proc.returncode != 0:
                 log.warning(
                     "worker stopped with an error",

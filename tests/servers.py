@@ -5,13 +5,18 @@ and the wait for ``/livez``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import orjson
 
 from config.settings import Settings
 
@@ -73,3 +78,33 @@ async def wait_until_live(base: str, proc: subprocess.Popen[bytes]) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError("server did not come up")
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The JSON log lines written so far (a line still being written is skipped)."""
+    lines = []
+    for raw in path.read_bytes().splitlines():
+        if raw.strip():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                lines.append(orjson.loads(raw))
+    return lines
+
+
+async def wait_for_log(
+    path: Path, match: Callable[[dict[str, Any]], bool], *, count: int = 1, within: float = 10.0
+) -> list[dict[str, Any]]:
+    """Wait until ``count`` log lines satisfy ``match``; return them."""
+    deadline = time.monotonic() + within
+    while True:
+        found = [line for line in read_log(path) if match(line)]
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"expected {count} matching log line(s), found {len(found)}"
+        await asyncio.sleep(0.02)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` if a test left it running."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
