@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.connection import parse_url
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ POLL_SECONDS: Final = 1.0
 RECONNECT_MIN_SECONDS: Final = 0.05
 RECONNECT_MAX_SECONDS: Final = 2.0
 CONNECT_TIMEOUT_SECONDS: Final = 2.0
+SLOT_REFRESH_MIN_SECONDS: Final = 1.0
 
 EventHandler = Callable[[str, str], None]
 
@@ -100,8 +103,8 @@ class _Subscriber:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
                 await self._connected.wait()
                 pubsub = self._pubsub
-                assert pubsub is not None
-                await self._command(pubsub, channel)
+                if pubsub is not None:  # else it dropped again, and the reconnect subscribes the channel
+                    await self._command(pubsub, channel)
                 await waiter
         except (TimeoutError, RedisError, OSError) as exc:
             self._drop_waiter(channel, waiter)
@@ -134,10 +137,14 @@ class _Subscriber:
                 await self._command(pubsub, channel)
 
     async def _command(self, pubsub: aioredis.client.PubSub, *channels: str) -> None:
-        if self._sharded:
-            await pubsub.ssubscribe(*channels)
-        else:
+        if not self._sharded:
             await pubsub.subscribe(*channels)
+            return
+        by_slot: dict[int, list[str]] = {}
+        for channel in channels:  # one SSUBSCRIBE may only name channels of one slot
+            by_slot.setdefault(key_slot(channel.encode()), []).append(channel)
+        for same_slot in by_slot.values():
+            await pubsub.ssubscribe(*same_slot)
 
     def _drop_waiter(self, channel: str, waiter: asyncio.Future[None]) -> None:
         waiters = self._waiters.get(channel)
@@ -247,8 +254,8 @@ class ShardedBroker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
         self._moves: set[asyncio.Task[None]] = set()
-        self._retired_reconnects = 0
-        self._retired_delivered = 0
+        self._refresh_lock = asyncio.Lock()
+        self._refreshed_at = -SLOT_REFRESH_MIN_SECONDS
 
     @property
     def connected(self) -> bool:
@@ -256,11 +263,11 @@ class ShardedBroker:
 
     @property
     def reconnects(self) -> int:
-        return self._retired_reconnects + sum(s.reconnects for s in self._subscribers.values())
+        return sum(s.reconnects for s in self._subscribers.values())
 
     @property
     def delivered(self) -> int:
-        return self._retired_delivered + sum(s.delivered for s in self._subscribers.values())
+        return sum(s.delivered for s in self._subscribers.values())
 
     async def subscribe(self, channel: str) -> None:
         # A MOVED reply (a stale slot map) breaks that connection; before it
@@ -268,7 +275,7 @@ class ShardedBroker:
         await (await self._subscriber_for(channel)).subscribe(channel)
 
     async def unsubscribe(self, channel: str) -> None:
-        for subscriber in self._subscribers.values():
+        for subscriber in list(self._subscribers.values()):
             if channel in subscriber.channels:
                 await subscriber.unsubscribe(channel)
 
@@ -290,7 +297,8 @@ class ShardedBroker:
     async def _subscriber_for(self, channel: str) -> _Subscriber:
         node = self._cluster.get_node_from_key(channel)
         if node is None:  # the client has not read the cluster's slots yet
-            await self._refresh_slots()
+            with contextlib.suppress(RedisError, OSError):
+                await self._cluster.initialize()  # once per client (it holds a lock and returns if done)
             node = self._cluster.get_node_from_key(channel)
             if node is None:
                 raise BrokerUnavailable(f"no cluster node serves {channel}")
@@ -315,8 +323,13 @@ class ShardedBroker:
         return subscriber
 
     async def _refresh_slots(self) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await self._cluster.nodes_manager.initialize()
+        """Re-read the slot map after trouble; one refresh at a time, at most one per second."""
+        async with self._refresh_lock:
+            if time.monotonic() - self._refreshed_at < SLOT_REFRESH_MIN_SECONDS:
+                return
+            with contextlib.suppress(RedisError, OSError):
+                await self._cluster.nodes_manager.initialize()
+            self._refreshed_at = time.monotonic()
 
     async def _rehome(self, subscriber: _Subscriber, trouble: BaseException | None) -> None:
         """Before a subscriber reconnects: re-read the slots and move the channels it no longer owns."""

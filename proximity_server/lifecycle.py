@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 from redis.asyncio import RedisCluster
+from redis.exceptions import RedisError
 
 from config.settings import photos_dir
 from protocol.codes import CloseCode
@@ -89,6 +90,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.REDIS] = client
     app[keys.REDIS_MUX] = mux
     app[keys.PUBLISHER] = Publisher(client, sharded=settings.redis_cluster)
+    if isinstance(client, RedisCluster):
+        # Learn the slot map now rather than under the first burst of requests.
+        # A cluster that is down is not fatal here: /health reports it, and
+        # the client retries on first use.
+        try:
+            await client.initialize()
+        except (RedisError, OSError) as exc:
+            log.warning("Redis Cluster not reachable at start", extra={"error": repr(exc)})
     yield
     await mux.aclose()
     await client.aclose()

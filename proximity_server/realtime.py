@@ -64,6 +64,9 @@ class UserSocket:
     # Durable events held back until the socket has resumed (None once live).
     held: list[dict[str, Any]] | None = field(default_factory=list)
     grace: asyncio.TimerHandle | None = None
+    # Set once the socket is subscribed and its presence claimed: commands wait
+    # for it, so that a reply never overtakes the socket's own set-up.
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Realtime:
@@ -127,11 +130,14 @@ class Realtime:
         self._sockets[conn] = state
         self._arm_expiry(conn, state, claims)
         state.grace = loop.call_later(RESUME_GRACE_SECONDS, self._go_live, conn, state)
-        await self._hub.join(self._keys.user_channel(claims.user_id), conn)
-        count = self._local.get(claims.user_id, 0)
-        self._local[claims.user_id] = count + 1
-        if count == 0 and await self._presence.claim(claims.user_id) == 1:
-            self._spawn(self._announce(claims.user_id, online=True))
+        try:
+            await self._hub.join(self._keys.user_channel(claims.user_id), conn)
+            count = self._local.get(claims.user_id, 0)
+            self._local[claims.user_id] = count + 1
+            if count == 0 and await self._presence.claim(claims.user_id) == 1:
+                self._spawn(self._announce(claims.user_id, online=True))
+        finally:
+            state.ready.set()
 
     def _arm_expiry(self, conn: Connection, state: UserSocket, claims: AccessClaims) -> None:
         if state.expiry is not None:
@@ -272,6 +278,8 @@ class Realtime:
             conn.close_soon(CloseCode.POLICY_VIOLATION, drop_queued=False)
 
     async def _run(self, conn: Connection, command: Command, state: UserSocket | None) -> None:
+        if state is not None and not state.ready.is_set():
+            await state.ready.wait()
         try:
             result = await self._dispatch(conn, command, state)
         except ApiError as exc:

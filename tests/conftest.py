@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -25,6 +27,8 @@ from aiohttp.test_utils import TestClient
 from config.settings import Settings, normalise_database_url
 from proximity_server import create_app
 from proximity_server.embedded import EmbeddedServices
+from store.redis_client import RedisClient, create_client
+from tests.redis_cluster import LocalRedisCluster, find_redis_server
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 16
 TEST_DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "test"
@@ -54,14 +58,38 @@ def service_urls() -> Iterator[tuple[str, str]]:
             embedded.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A three-primary Redis Cluster for the run (skips the test if no redis-server 7 is here)."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("a Redis Cluster needs redis-server 7 or newer (set REDIS_SERVER to one)")
+    cluster = LocalRedisCluster(Path(tempfile.mkdtemp(prefix="px-cluster-")), binary)
+    cluster.start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-async def settings(service_urls: tuple[str, str]) -> AsyncIterator[Settings]:
+async def settings(service_urls: tuple[str, str], request: pytest.FixtureRequest) -> AsyncIterator[Settings]:
+    """Each test's own namespace. ``TEST_REDIS_CLUSTER=1`` runs the suite on a Redis Cluster."""
     database_url, redis_url = service_urls
+    cluster = os.environ.get("TEST_REDIS_CLUSTER") == "1"
+    if cluster:
+        redis_url = request.getfixturevalue("redis_cluster_url")
+    async for value in namespaced_settings(database_url, redis_url, cluster=cluster):
+        yield value
+
+
+async def namespaced_settings(database_url: str, redis_url: str, *, cluster: bool) -> AsyncIterator[Settings]:
     tag = secrets.token_hex(6)
     schema = f"t_{tag}"
     value = Settings(
         database_url=database_url,
         redis_url=redis_url,
+        redis_cluster=cluster,
         redis_prefix=f"t:{tag}:",
         db_schema=schema,
         admin_token=ADMIN_TOKEN,
@@ -70,29 +98,48 @@ async def settings(service_urls: tuple[str, str]) -> AsyncIterator[Settings]:
         access_log=False,
     )
     yield value
-    await drop_test_namespace(database_url, redis_url, schema, value.redis_prefix)
+    await drop_test_namespace(database_url, redis_url, schema, value.redis_prefix, cluster=cluster)
 
 
-async def drop_test_namespace(database_url: str, redis_url: str, schema: str, redis_prefix: str) -> None:
+async def drop_test_namespace(
+    database_url: str, redis_url: str, schema: str, redis_prefix: str, *, cluster: bool = False
+) -> None:
     """Remove what one test made: its PostgreSQL schema and its Redis keys."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    if cluster:
+        seed = aioredis.RedisCluster.from_url(redis_url)
+        try:
+            nodes = [(n.host, n.port) for n in await _primaries(seed)]
+        finally:
+            await seed.aclose()
+        urls = [f"redis://{host}:{port}" for host, port in nodes]
+    else:
+        urls = [redis_url]
+    for url in urls:
+        client = aioredis.Redis.from_url(url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{redis_prefix}*", count=1000)]
+            if keys and not cluster:
+                await client.delete(*keys)
+            for key in keys if cluster else ():  # one by one: they live in different slots
+                await client.delete(key)
+        finally:
+            await client.aclose()
+
+
+async def _primaries(cluster: aioredis.RedisCluster) -> list[Any]:
+    await cluster.initialize()
+    return list(cluster.get_primaries())
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+async def redis(settings: Settings) -> AsyncIterator[RedisClient]:
     assert settings.redis_url
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = create_client(settings.redis_url, cluster=settings.redis_cluster)
     yield client
     await client.aclose()
 

@@ -1,0 +1,164 @@
+"""The server on a real three-primary Redis Cluster (REDIS_CLUSTER_URL).
+
+Every test here runs with ``settings`` pointing at the cluster: the
+cluster-specific tests below, and the proximity, chat and presence suites,
+re-collected from their modules so that the same assertions hold on both
+kinds of Redis. Skipped when no redis-server 7 is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from config.settings import Settings
+from proximity_server import keys
+from store.keys import Keys
+from tests import (
+    test_conversations,
+    test_hidden_nudges,
+    test_likes,
+    test_match,
+    test_presence,
+    test_realtime,
+    test_session,
+    test_stats,
+    test_ws,
+)
+from tests.conftest import AppClient, MakeClient, namespaced_settings
+from tests.helpers import attempt_match, bearer, new_token, open_session
+
+SUITES = (
+    test_session,
+    test_match,
+    test_ws,
+    test_hidden_nudges,
+    test_stats,
+    test_likes,
+    test_conversations,
+    test_realtime,
+    test_presence,
+)
+for _suite in SUITES:
+    for _name in dir(_suite):
+        if _name.startswith("test_"):
+            globals()[f"{_name}__on_cluster"] = getattr(_suite, _name)
+
+
+@pytest.fixture
+async def settings(service_urls: tuple[str, str], redis_cluster_url: str) -> AsyncIterator[Settings]:
+    async for value in namespaced_settings(service_urls[0], redis_cluster_url, cluster=True):
+        yield value
+
+
+async def node_of(settings: Settings, key: str) -> str:
+    cluster = aioredis.RedisCluster.from_url(settings.redis_url or "")
+    try:
+        await cluster.initialize()
+        node = cluster.get_node_from_key(key)
+        assert node is not None
+        return str(node.name)
+    finally:
+        await cluster.aclose()
+
+
+async def tokens_on_two_nodes(settings: Settings) -> tuple[str, str]:
+    k = Keys(settings.redis_prefix)
+    first = new_token()
+    first_node = await node_of(settings, k.session(first))
+    while True:
+        second = new_token()
+        if await node_of(settings, k.session(second)) != first_node:
+            return first, second
+
+
+async def node_client(settings: Settings, name: str) -> aioredis.Redis:
+    host, port = name.rsplit(":", 1)
+    return aioredis.Redis(host=host, port=int(port), decode_responses=True)
+
+
+def test_keys_that_a_script_touches_together_share_a_slot() -> None:
+    k = Keys("px:")
+    assert key_slot(k.session("tok_a").encode()) == key_slot(k.token_channel("tok_a").encode())
+    stats = {k.active_sessions, k.pending_counters, k.inflight_counters, k.counter_batches}
+    assert len({key_slot(key.encode()) for key in stats}) == 1
+    user = "4f1c9c3e-0000-4000-8000-000000000001"
+    from store.keys import presence_shard
+
+    assert key_slot(k.presence(user).encode()) == key_slot(k.presence_deadlines(presence_shard(user)).encode())
+
+
+async def test_a_match_across_two_nodes_nudges_both_once_and_counts_once(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    one, two = await make_client(), await make_client()
+    a_token, b_token = await tokens_on_two_nodes(settings)
+    a, secret_a = await open_session(one, ["devops"], token=a_token)
+    b, secret_b = await open_session(two, ["coding", "hiking"], token=b_token)
+    ws_a = await two.ws_connect(f"/ws/{a}", headers=bearer(secret_a))
+    ws_b = await one.ws_connect(f"/ws/{b}", headers=bearer(secret_b))
+    # Both phones report each other at the same moment, on different instances.
+    first, second = await asyncio.gather(attempt_match(one, a, secret_a, b), attempt_match(two, b, secret_b, a))
+    assert first["match"] is second["match"] is True
+    assert [first["nudge_sent"], second["nudge_sent"]].count(True) >= 1
+    for ws in (ws_a, ws_b):
+        assert (await ws.receive_json(timeout=3))["shared_interests"] == ["tech"]
+    for ws in (ws_a, ws_b):
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.receive_json(timeout=0.3)  # each side is nudged once
+    assert (await attempt_match(one, a, secret_a, b))["nudge_sent"] is False
+    await one.app[keys.FLUSHER].flush_once()
+    stats = await (await one.get("/stats", headers={"Authorization": f"Bearer {settings.admin_token}"})).json()
+    assert stats["total_matches_today"] == 1
+    assert stats["total_sessions_today"] == 2
+    assert stats["active_sessions_now"] == 2
+    await ws_a.close()
+    await ws_b.close()
+
+
+async def test_a_wrong_secret_is_refused_on_a_cluster(client: AppClient, settings: Settings) -> None:
+    a_token, b_token = await tokens_on_two_nodes(settings)
+    a, _ = await open_session(client, ["devops"], token=a_token)
+    b, secret_b = await open_session(client, ["devops"], token=b_token)
+    resp = await client.post("/match", json={"own_token": a, "detected_token": b}, headers=bearer(secret_b))
+    assert resp.status == 401
+
+
+async def test_events_use_sharded_pub_sub_on_the_owning_node(client: AppClient, settings: Settings) -> None:
+    token, secret = await open_session(client, ["devops"])
+    ws = await client.ws_connect(f"/ws/{token}", headers=bearer(secret))
+    channel = Keys(settings.redis_prefix).token_channel(token)
+    owner = await node_client(settings, await node_of(settings, channel))
+    try:
+        shard_subscribers = await owner.execute_command("PUBSUB", "SHARDNUMSUB", channel)  # type: ignore[no-untyped-call]
+        assert shard_subscribers[1] == 1
+        classic: Any = await owner.execute_command("PUBSUB", "NUMSUB", channel)  # type: ignore[no-untyped-call]
+        assert classic[1] == 0
+    finally:
+        await owner.aclose()
+    await ws.close()
+
+
+async def test_a_dropped_subscriber_connection_reconnects_and_delivers(client: AppClient, settings: Settings) -> None:
+    a, secret_a = await open_session(client, ["devops"])
+    b, secret_b = await open_session(client, ["devops"])
+    ws = await client.ws_connect(f"/ws/{a}", headers=bearer(secret_a))
+    channel = Keys(settings.redis_prefix).token_channel(a)
+    owner = await node_client(settings, await node_of(settings, channel))
+    try:
+        assert await owner.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1  # type: ignore[no-untyped-call]
+        for _ in range(100):  # the listener notices, reconnects and subscribes again
+            if (await owner.execute_command("PUBSUB", "SHARDNUMSUB", channel))[1] == 1:  # type: ignore[no-untyped-call]
+                break
+            await asyncio.sleep(0.05)
+        assert (await owner.execute_command("PUBSUB", "SHARDNUMSUB", channel))[1] == 1  # type: ignore[no-untyped-call]
+    finally:
+        await owner.aclose()
+    await attempt_match(client, b, secret_b, a)
+    assert (await ws.receive_json(timeout=3))["type"] == "nudge"
+    await ws.close()
