@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     python -m bench.loadgen SCENARIO [--connections 32] [--duration 10] [--warmup 3]
                                      [--repeat 3] [--url http://127.0.0.1:PORT | --spawn]
-                                     [--pid PID] [--json FILE]
+                                     [--pid PID] [--json FILE] [--redis-cluster]
 
 Scenarios
 ---------
@@ -500,6 +500,7 @@ class ServerOptions:
     ready_timeout_s: float
     extra_env: dict[str, str]
     script: str = "run.py"
+    redis_cluster_url: str | None = None  # serve from a Redis Cluster instead of redis_url
 
 
 def _open_log(path: Path) -> BinaryIO:
@@ -530,7 +531,10 @@ class SpawnedServer:
         else:
             if self.opts.database_url:
                 env["DATABASE_URL"] = self.opts.database_url
-            if self.opts.redis_url:
+            if self.opts.redis_cluster_url:
+                env.pop("REDIS_URL", None)
+                env["REDIS_CLUSTER_URL"] = self.opts.redis_cluster_url
+            elif self.opts.redis_url:
                 env["REDIS_URL"] = self.opts.redis_url
                 await flush_redis(self.opts.redis_url)
         env.setdefault("SESSION_TTL_SECONDS", "3600")
@@ -1648,6 +1652,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="no DATABASE_URL/REDIS_URL: embedded services",
     )
     srv.add_argument("--ready-timeout", type=float, default=120.0, help="seconds to wait for /livez")
+    srv.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="serve from a three-primary Redis Cluster of local redis-server 7 processes (REDIS_CLUSTER_URL)",
+    )
     srv.add_argument("--log-dir", type=Path, default=Path(tempfile.gettempdir()) / "proximity-bench")
     srv.add_argument(
         "--server-env",
@@ -1687,6 +1696,34 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.redis_cluster:
+        return await _run_on(args, None)
+    from tests.redis_cluster import LocalRedisCluster, find_redis_server
+
+    binary = find_redis_server()
+    if binary is None:
+        raise BenchError("--redis-cluster needs redis-server 7 or newer (set REDIS_SERVER)")
+    cluster = LocalRedisCluster(Path(tempfile.mkdtemp(prefix="px-bench-cluster-")), binary)
+    cluster.start()
+    log(f"Redis Cluster of {cluster.primaries} primaries on ports {cluster.ports}")
+    try:
+        return await _run_on(args, cluster.url)
+    finally:
+        cluster.stop()
+
+
+def _cluster_node_urls(seed_url: str) -> list[str]:
+    """Every primary of the cluster (their CPU counts as the service's)."""
+    import redis
+
+    client = redis.RedisCluster.from_url(seed_url)
+    try:
+        return [f"redis://{node.host}:{node.port}" for node in client.get_primaries()]  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+
+
+async def _run_on(args: argparse.Namespace, redis_cluster_url: str | None) -> dict[str, Any]:
     nofile = raise_nofile_limit()
     log(f"client RLIMIT_NOFILE raised to {nofile[0]} (hard {nofile[1]})")
     opts = ServerOptions(
@@ -1697,11 +1734,13 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         ready_timeout_s=max(args.ready_timeout, 300.0) if args.embedded else args.ready_timeout,
         extra_env=dict(kv.split("=", 1) for kv in args.server_env),
         script=args.server_script,
+        redis_cluster_url=redis_cluster_url,
     )
     spawn = args.spawn or args.scenario == "all"
     results: dict[str, Any] = {}
     # External Redis/PostgreSQL: the processes listening on their ports (and children).
-    service_roots = () if args.embedded else service_roots_for([args.database_url, args.redis_url])
+    redis_urls = [redis_cluster_url, *_cluster_node_urls(redis_cluster_url)] if redis_cluster_url else [args.redis_url]
+    service_roots = () if args.embedded else service_roots_for([args.database_url, *redis_urls])
     log(f"service processes (redis/postgres roots): {list(service_roots) or 'by name'}")
 
     def config(url: str, pid: int | None) -> RunConfig:
