@@ -46,7 +46,14 @@ from proximity_server import create_app
 from proximity_server.app import DRAINING
 from proximity_server.embedded import EmbeddedServices
 from proximity_server.logs import configure_logging
-from proximity_server.supervisor import Supervisor, watch_supervisor, worker_command, worker_count
+from proximity_server.metrics import MULTIPROC_DIR_ENV
+from proximity_server.supervisor import (
+    Supervisor,
+    shared_metrics_dir,
+    watch_supervisor,
+    worker_command,
+    worker_count,
+)
 
 log = logging.getLogger("proximity_server.run")
 
@@ -137,16 +144,27 @@ def supervise(settings: Settings, workers: int) -> int:
     env["REDIS_URL"] = settings.redis_url or ""
     for name in ("DATABASE_URL_FILE", "REDIS_URL_FILE"):
         env.pop(name, None)
-    log.info(
-        "supervising", extra={"host": settings.host, "port": settings.port, "workers": workers, "pid": os.getpid()}
-    )
-    supervisor = Supervisor(
-        workers,
-        lambda index: worker_command(index, settings.host, settings.port),
-        env,
-        settings.shutdown_grace_seconds,
-    )
-    return supervisor.run()
+    with shared_metrics_dir(os.environ.get(MULTIPROC_DIR_ENV)) as metrics_dir:
+        # Every worker copies its figures there; a scrape reports them all.
+        env[MULTIPROC_DIR_ENV] = str(metrics_dir)
+        log.info(
+            "supervising",
+            extra={
+                "host": settings.host,
+                "port": settings.port,
+                "workers": workers,
+                "pid": os.getpid(),
+                "metrics_dir": str(metrics_dir),
+            },
+        )
+        supervisor = Supervisor(
+            workers,
+            lambda index: worker_command(index, settings.host, settings.port),
+            env,
+            settings.shutdown_grace_seconds,
+            metrics_dir=metrics_dir,
+        )
+        return supervisor.run()
 
 
 def serve(settings: Settings, *, reuse_port: bool = False, supervisor_pid: int | None = None) -> None:

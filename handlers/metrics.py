@@ -12,5 +12,5 @@ from proximity_server.stats import check_admin
 
 async def metrics(request: web.Request) -> web.Response:
     check_admin(bearer_token(request), request.app[keys.SETTINGS].admin_token)
-    body = request.app[keys.METRICS].render()
+    body = await request.app[keys.METRICS].render_async()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

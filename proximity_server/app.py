@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from typing import Final
 
 import aiohttp_cors
@@ -11,11 +15,14 @@ from config.settings import Settings
 from proximity_server import keys
 from proximity_server.http import MAX_JSON_BODY_BYTES
 from proximity_server.lifecycle import CLEANUP_CONTEXTS, close_sockets
+from proximity_server.metrics import PUBLISH_INTERVAL_SECONDS, multiprocess_dir
 from proximity_server.middlewares import error_envelope, make_request_context
 from proximity_server.rate_limit import TrustedProxies
 from proximity_server.routes import add_routes
 from proximity_server.taxonomy import load_taxonomy
 from store.keys import Keys
+
+log = logging.getLogger(__name__)
 
 
 class Draining:
@@ -41,6 +48,37 @@ async def _close_connection_when_draining(request: web.Request, response: web.St
         response.headers[hdrs.CONNECTION] = "close"  # ... and the client is told (the header is already set)
 
 
+async def shared_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With several workers (PROMETHEUS_MULTIPROC_DIR, set by the supervisor):
+    copy this process's figures to the shared directory now, every
+    ``PUBLISH_INTERVAL_SECONDS`` and a last time on the way out, so that the
+    counts of this process stay in the sums after it is gone. Alone, nothing."""
+    directory = multiprocess_dir()
+    if directory is None:
+        yield
+        return
+    shared = app[keys.METRICS].share(directory)
+    shared.publish()
+
+    async def publish_forever() -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_INTERVAL_SECONDS)
+            try:
+                shared.publish()
+            except Exception as exc:
+                log.warning("publishing metrics failed", extra={"error": repr(exc)})
+
+    task = asyncio.create_task(publish_forever(), name="metrics-publisher")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    try:
+        shared.publish()
+    finally:
+        shared.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[make_request_context(settings.access_log), error_envelope],
@@ -53,6 +91,7 @@ def create_app(settings: Settings) -> web.Application:
     app[DRAINING] = Draining()
     app.on_response_prepare.append(_close_connection_when_draining)
     app.cleanup_ctx.extend(CLEANUP_CONTEXTS)
+    app.cleanup_ctx.append(shared_metrics_ctx)  # after metrics_ctx, which makes app[keys.METRICS]
     app.on_shutdown.append(close_sockets)
     routes = add_routes(app)
     if settings.allowed_origins:

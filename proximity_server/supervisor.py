@@ -21,6 +21,11 @@ The supervisor
 Workers run in their own process group, so a Ctrl-C in a terminal reaches
 only the supervisor, which forwards it once. A worker whose supervisor
 disappears (SIGKILL) stops itself (``watch_supervisor``).
+
+Metrics: the workers share one directory for their figures
+(``PROMETHEUS_MULTIPROC_DIR``, see proximity_server/metrics.py), emptied
+when the supervisor starts (``shared_metrics_dir``); when a worker exits,
+its live gauges are dropped from it (``mark_process_dead``), its counts stay.
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+
+from prometheus_client.multiprocess import mark_process_dead
 
 log = logging.getLogger("proximity_server.supervisor")
 
@@ -98,6 +107,24 @@ def watch_supervisor(supervisor_pid: int, interval: float = SUPERVISOR_CHECK_SEC
     return thread
 
 
+@contextlib.contextmanager
+def shared_metrics_dir(configured: str | None) -> Iterator[Path]:
+    """The workers' metrics directory: ``configured`` (emptied of an earlier
+    run's files), or a new temporary one, removed afterwards."""
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix="proximity-metrics-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @dataclass
 class _Slot:
     index: int
@@ -118,6 +145,7 @@ class Supervisor:
         shutdown_grace_seconds: float,
         *,
         cwd: str | Path | None = None,
+        metrics_dir: Path | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("at least one worker is needed")
@@ -125,6 +153,7 @@ class Supervisor:
         self._command = command
         self._env = dict(env)
         self._cwd = cwd
+        self._metrics_dir = metrics_dir
         self._stop_deadline = shutdown_grace_seconds + SHUTDOWN_MARGIN_SECONDS
         self._signals_received = 0
 
@@ -190,8 +219,17 @@ class Supervisor:
                     "restart_in_seconds": delay,
                 },
             )
+            self._mark_dead(slot.proc.pid)
             slot.proc = None
             slot.restart_at = now + delay
+
+    def _mark_dead(self, pid: int) -> None:
+        """Drop a gone worker's live gauges from the scrapes (its counts stay)."""
+        if self._metrics_dir is not None:
+            try:
+                mark_process_dead(pid, str(self._metrics_dir))  # type: ignore[no-untyped-call]
+            except OSError as exc:
+                log.warning("could not drop a gone worker's gauges", extra={"worker_pid": pid, "error": repr(exc)})
 
     def _signal_all(self, sig: signal.Signals) -> None:
         for slot in self._slots:
