@@ -247,10 +247,11 @@ def shutdown_budget(grace: float) -> tuple[float, float, float]:
     """(seconds requests in flight get, seconds the cut of what is left may take,
     seconds until the watchdog ends the process), from SIGTERM."""
     grace = max(0.0, grace)
-    reserve = min(SHUTDOWN_RESERVE_SECONDS, grace / 2)
+    drain = grace - min(SHUTDOWN_RESERVE_SECONDS, grace / 2)
     exit_after = max(grace, SHUTDOWN_MIN_SECONDS)
-    cut = max(0.05, min(reserve, exit_after - (grace - reserve)) / 4)
-    return grace - reserve, cut, exit_after
+    # aiohttp waits this long twice for a request it cuts (then cancels it, then gives up on it).
+    cut = max(0.05, (exit_after - drain) / 4)
+    return drain, cut, exit_after
 
 
 async def serve_until_stopped(
