@@ -64,30 +64,37 @@ async def proximity_socket(request: web.Request) -> web.StreamResponse:
 
     After the handshake the connection is handed to a slim
     ``wsconn.WebSocketConnection`` (an idle socket then holds no request, task
-    or timer); this handler returns once the socket is subscribed.
+    or timer). The token's channel is subscribed before the upgrade reply.
     """
     app = request.app
     token = request.match_info["ble_token"]
     auth = await app[keys.PROXIMITY].authenticate_socket(token, bearer_token(request, query_param=SESSION_ID_QUERY))
     hub = app[keys.HUB]
-    ws, conn = await hub.sockets.accept(
-        request,
-        auth.secret_hash,
-        _on_command,
-        max_frame_bytes=MAX_FRAME_BYTES,
-        heartbeat_seconds=app[keys.SETTINGS].ws_heartbeat_seconds,
-    )
-    if conn is None:
-        return ws  # the client left during the handshake
+    channel = app[keys.REDIS_KEYS].token_channel(token)
+    # Subscribed before the upgrade reply: a nudge published once the phone
+    # has its socket is never missed (and Redis being down is a plain 503).
+    await hub.hold(channel)
     try:
-        await hub.join(app[keys.REDIS_KEYS].token_channel(token), conn)
-    except Exception:
-        log.warning("could not subscribe a socket; closing it", exc_info=True)
-        await conn.close(CloseCode.INTERNAL_ERROR)
-        return ws
-    except BaseException:
-        conn.abort()  # cancelled (shutdown): don't leave a socket nobody listens for
-        raise
+        ws, conn = await hub.sockets.accept(
+            request,
+            auth.secret_hash,
+            _on_command,
+            max_frame_bytes=MAX_FRAME_BYTES,
+            heartbeat_seconds=app[keys.SETTINGS].ws_heartbeat_seconds,
+        )
+        if conn is None:
+            return ws  # the client left during the handshake
+        try:
+            await hub.join(channel, conn)
+        except Exception:
+            log.warning("could not subscribe a socket; closing it", exc_info=True)
+            await conn.close(CloseCode.INTERNAL_ERROR)
+            return ws
+        except BaseException:
+            conn.abort()  # cancelled (shutdown): don't leave a socket nobody listens for
+            raise
+    finally:
+        hub.release(channel)
     if not conn.closed:
         app[keys.SESSION_SOCKETS].watch(token, auth)
     return ws

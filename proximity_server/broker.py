@@ -55,6 +55,10 @@ class _Subscriber:
     ``sharded`` picks ``SSUBSCRIBE`` over ``SUBSCRIBE``. ``anchor`` is a
     channel held for the connection's whole life, so it connects (and
     reports itself connected) before any socket needs a channel.
+
+    Channels are counted: a channel left and joined again at once (the
+    hub's unsubscribe runs as a task) stays subscribed, whatever order the
+    two calls arrive in.
     """
 
     def __init__(
@@ -78,6 +82,10 @@ class _Subscriber:
         self._connected = asyncio.Event()
         self._wanted = asyncio.Event()  # set while there is something to listen to
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._refs: dict[str, int] = {}
+        self._sent: set[str] = set()  # subscribe sent on the current connection
+        self._live: set[str] = set()  # and confirmed
+        self._leaving: set[str] = set()  # unsubscribe sent, reply not seen yet
         self.reconnects = 0
         self.delivered = 0
         if anchor is not None:
@@ -94,16 +102,22 @@ class _Subscriber:
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe and wait for Redis to confirm it."""
+        self._refs[channel] = self._refs.get(channel, 0) + 1
+        self.channels.add(channel)
+        self._wanted.set()
+        if channel in self._live:
+            return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.setdefault(channel, []).append(waiter)
-        self.channels.add(channel)
-        self._wanted.set()
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
                 await self._connected.wait()
                 pubsub = self._pubsub
-                if pubsub is not None:  # else it dropped again, and the reconnect subscribes the channel
+                # Sent already if the connection was made with it; if the
+                # connection dropped again, the reconnect subscribes it.
+                if pubsub is not None and channel not in self._sent:
+                    self._sent.add(channel)
                     await self._command(pubsub, channel)
                 await waiter
         except (TimeoutError, RedisError, OSError) as exc:
@@ -111,28 +125,40 @@ class _Subscriber:
             raise BrokerUnavailable(f"could not subscribe to {channel}: {exc!r}") from exc
 
     async def unsubscribe(self, channel: str) -> None:
+        left = self._refs.get(channel, 0) - 1
+        if left > 0:
+            self._refs[channel] = left
+            return
+        self._refs.pop(channel, None)
         self.channels.discard(channel)
+        self._sent.discard(channel)
+        self._live.discard(channel)
         pubsub = self._pubsub
         if pubsub is None or not self._connected.is_set():
             return  # the next connection will not re-subscribe it
+        self._leaving.add(channel)
         with contextlib.suppress(RedisError, OSError):
             if self._sharded:
                 await pubsub.sunsubscribe(channel)
             else:
                 await pubsub.unsubscribe(channel)
 
-    def take(self, channel: str) -> list[asyncio.Future[None]]:
-        """Hand a channel (and whoever waits for it) over to another subscriber."""
+    def take(self, channel: str) -> tuple[int, list[asyncio.Future[None]]]:
+        """Hand a channel (its count, and whoever waits for it) over to another subscriber."""
         self.channels.discard(channel)
-        return self._waiters.pop(channel, [])
+        self._sent.discard(channel)
+        self._live.discard(channel)
+        return self._refs.pop(channel, 0), self._waiters.pop(channel, [])
 
-    async def adopt(self, channel: str, waiters: list[asyncio.Future[None]]) -> None:
+    async def adopt(self, channel: str, refs: int, waiters: list[asyncio.Future[None]]) -> None:
+        self._refs[channel] = self._refs.get(channel, 0) + max(refs, 1)
         self.channels.add(channel)
         if waiters:
             self._waiters.setdefault(channel, []).extend(waiters)
         self._wanted.set()
         pubsub = self._pubsub
-        if pubsub is not None and self._connected.is_set():
+        if pubsub is not None and self._connected.is_set() and channel not in self._sent:
+            self._sent.add(channel)
             with contextlib.suppress(RedisError, OSError):  # else the next connection subscribes it
                 await self._command(pubsub, channel)
 
@@ -154,6 +180,8 @@ class _Subscriber:
                 del self._waiters[channel]
 
     def _confirmed(self, channel: str) -> None:
+        if channel in self.channels and channel not in self._leaving:
+            self._live.add(channel)
         for waiter in self._waiters.pop(channel, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -171,6 +199,7 @@ class _Subscriber:
                 self._wanted.clear()
                 continue
             pubsub = self.client.pubsub()
+            self._sent, self._live, self._leaving = set(channels), set(), set()
             try:
                 await self._command(pubsub, *channels)
                 self._pubsub = pubsub
@@ -210,9 +239,13 @@ class _Subscriber:
                     log.exception("event handler failed", extra={"channel": channel})
             elif kind in ("subscribe", "ssubscribe"):
                 self._confirmed(channel)
-            elif kind == "sunsubscribe" and channel in self.channels and self._on_dropped is not None:
-                # The node gave the channel's slot away (resharding or failover).
-                self._on_dropped(channel)
+            elif kind in ("unsubscribe", "sunsubscribe"):
+                if channel in self._leaving:
+                    self._leaving.discard(channel)  # our own
+                    self._live.discard(channel)
+                elif channel in self.channels and self._on_dropped is not None:
+                    # The node gave the channel's slot away (resharding or failover).
+                    self._on_dropped(channel)
 
 
 class RedisBroker:
@@ -340,7 +373,7 @@ class ShardedBroker:
             except BrokerUnavailable:
                 continue  # stays here; the next reconnect looks again
             if owner is not subscriber:
-                await owner.adopt(channel, subscriber.take(channel))
+                await owner.adopt(channel, *subscriber.take(channel))
 
     def _dropped(self, channel: str) -> None:
         task = asyncio.create_task(self._move(channel), name="pubsub-move")
@@ -349,13 +382,15 @@ class ShardedBroker:
 
     async def _move(self, channel: str) -> None:
         await self._refresh_slots()
-        waiters: list[asyncio.Future[None]] = []
+        refs, waiters = 0, []
         for subscriber in list(self._subscribers.values()):
             if channel in subscriber.channels:
-                waiters += subscriber.take(channel)
+                taken, taken_waiters = subscriber.take(channel)
+                refs += taken
+                waiters += taken_waiters
         try:
             owner = await self._subscriber_for(channel)
         except BrokerUnavailable as exc:
             log.warning("could not move a channel to its new shard", extra={"error": repr(exc)})
             return
-        await owner.adopt(channel, waiters)
+        await owner.adopt(channel, refs, waiters)

@@ -95,6 +95,7 @@ class Hub:
         self._unsubscribe = unsubscribe
         self._channels: dict[str, set[Connection]] = {}
         self._pending: dict[str, asyncio.Future[None]] = {}
+        self._holds: dict[str, int] = {}  # channels kept subscribed for sockets about to join
         self._tasks: set[asyncio.Task[None]] = set()
         self.events_delivered = 0
         self.sockets = LiveSockets(on_close=self._forget)
@@ -107,6 +108,49 @@ class Hub:
 
     def connections(self, channel: str) -> Iterable[Connection]:
         return tuple(self._channels.get(channel, ()))
+
+    async def hold(self, channel: str) -> None:
+        """Subscribe a channel for a socket that will join it, before it exists.
+
+        A WebSocket exists only once its upgrade reply is sent, and a client
+        may act on that reply at once (report a match, say). Holding the
+        channel first means no event published after the reply is missed.
+        Pair every ``hold`` with a ``release``.
+        """
+        self._holds[channel] = self._holds.get(channel, 0) + 1
+        if channel not in self._channels:
+            self._channels[channel] = set()
+            pending = asyncio.get_running_loop().create_future()
+            self._pending[channel] = pending
+            try:
+                await self._subscribe(channel)
+            except BaseException as exc:
+                self.release(channel)
+                if not pending.done():
+                    pending.set_exception(exc)
+                    pending.exception()  # mark retrieved
+                raise
+            finally:
+                if self._pending.get(channel) is pending:
+                    del self._pending[channel]
+                if not pending.done():
+                    pending.set_result(None)
+            return
+        waiting = self._pending.get(channel)
+        if waiting is not None:
+            try:
+                await asyncio.shield(waiting)
+            except BaseException:
+                self.release(channel)
+                raise
+
+    def release(self, channel: str) -> None:
+        left = self._holds.get(channel, 0) - 1
+        if left > 0:
+            self._holds[channel] = left
+            return
+        self._holds.pop(channel, None)
+        self._drop_if_unused(channel)
 
     async def join(self, channel: str, conn: Connection) -> None:
         """Add a socket to a channel; returns once events on it will arrive."""
@@ -147,11 +191,16 @@ class Hub:
         if conns is None:
             return
         conns.discard(conn)
-        if not conns:
-            del self._channels[channel]
-            task: asyncio.Task[None] = asyncio.create_task(self._unsubscribe(channel))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._drop_if_unused(channel)
+
+    def _drop_if_unused(self, channel: str) -> None:
+        conns = self._channels.get(channel)
+        if conns is None or conns or self._holds.get(channel):
+            return
+        del self._channels[channel]
+        task: asyncio.Task[None] = asyncio.create_task(self._unsubscribe(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _forget(self, conn: Connection) -> None:
         """A socket went away (closed by either side, dropped, or timed out)."""
