@@ -53,4 +53,8 @@ def lua_source(name: str) -> str:
 
 
 async def ping(client: RedisClient) -> None:
-    await client.ping()
+    """One Redis answers, or every primary of a cluster does."""
+    if isinstance(client, aioredis.RedisCluster):
+        await client.ping(target_nodes=aioredis.RedisCluster.PRIMARIES)
+    else:
+        await client.ping()

@@ -91,9 +91,27 @@ class LocalRedisCluster:
             self.stop()
             raise
 
+    def stop_node(self, index: int) -> None:
+        """Kill one primary (SIGKILL); its directory stays, so it can come back."""
+        process = self._processes[index]
+        process.kill()
+        process.wait()
+
+    def restart_node(self, index: int) -> None:
+        """Start a stopped primary again; it rejoins with its saved cluster config."""
+        port = self.ports[index]
+        self._processes[index] = self._spawn(port)
+        self._wait(lambda: self._client(port).ping(), f"node {port} to start")
+        self._wait(self._ready, "the cluster to agree on its slots")
+
     def _start_node(self, port: int) -> None:
+        (self.base_dir / str(port)).mkdir(parents=True)
+        self._processes.append(self._spawn(port))
+        self.ports.append(port)
+        self._wait(lambda: self._client(port).ping(), f"node {port} to start")
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
         node_dir = self.base_dir / str(port)
-        node_dir.mkdir(parents=True)
         args = [
             self.binary,
             "--port", str(port),
@@ -107,9 +125,7 @@ class LocalRedisCluster:
             "--protected-mode", "no",
             "--logfile", "redis.log",
         ]  # fmt: skip
-        self._processes.append(subprocess.Popen(args, cwd=node_dir, stdin=subprocess.DEVNULL))
-        self.ports.append(port)
-        self._wait(lambda: self._client(port).ping(), f"node {port} to start")
+        return subprocess.Popen(args, cwd=node_dir, stdin=subprocess.DEVNULL)
 
     def _assemble(self) -> None:
         n = len(self.ports)
@@ -118,16 +134,15 @@ class LocalRedisCluster:
             self._client(port).execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)  # type: ignore[no-untyped-call]
         for port in self.ports[1:]:
             self._client(self.ports[0]).execute_command("CLUSTER", "MEET", "127.0.0.1", port)  # type: ignore[no-untyped-call]
+        self._wait(self._ready, "the cluster to agree on its slots")
 
-        def ready() -> bool:
-            for port in self.ports:
-                info = self._client(port).execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
-                text = info.decode() if isinstance(info, bytes) else str(info)
-                if "cluster_state:ok" not in text or f"cluster_known_nodes:{n}" not in text:
-                    return False
-            return True
-
-        self._wait(ready, "the cluster to agree on its slots")
+    def _ready(self) -> bool:
+        for port in self.ports:
+            info = self._client(port).execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
+            text = info.decode() if isinstance(info, bytes) else str(info)
+            if "cluster_state:ok" not in text or f"cluster_known_nodes:{len(self.ports)}" not in text:
+                return False
+        return True
 
     def _client(self, port: int) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)

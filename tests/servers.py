@@ -44,7 +44,9 @@ def run_py_env(*, database_url: str, redis_url: str, redis_prefix: str, db_schem
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    """``run_py_env`` for the test's own settings (its schema and Redis prefix)."""
+    """``run_py_env`` for the test's own settings (its schema and Redis prefix, its kind of Redis)."""
+    if settings.redis_cluster:
+        extra = {"REDIS_CLUSTER_URL": settings.redis_url or "", **extra}
     return run_py_env(
         database_url=settings.database_url or "",
         redis_url=settings.redis_url or "",

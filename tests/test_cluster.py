@@ -9,9 +9,13 @@ kinds of Redis. Skipped when no redis-server 7 is installed.
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
@@ -26,12 +30,16 @@ from tests import (
     test_match,
     test_presence,
     test_realtime,
+    test_realtime_kill,
     test_session,
     test_stats,
     test_ws,
 )
+from tests.auth_helpers import ACCOUNT_OVERRIDES
 from tests.conftest import AppClient, MakeClient, namespaced_settings
 from tests.helpers import attempt_match, bearer, new_token, open_session
+from tests.redis_cluster import LocalRedisCluster, find_redis_server
+from tests.servers import env_for, free_port, start_run_py, stop_process, wait_until_live
 
 SUITES = (
     test_session,
@@ -42,6 +50,7 @@ SUITES = (
     test_likes,
     test_conversations,
     test_realtime,
+    test_realtime_kill,
     test_presence,
 )
 for _suite in SUITES:
@@ -50,10 +59,20 @@ for _suite in SUITES:
             globals()[f"{_name}__on_cluster"] = getattr(_suite, _name)
 
 
+# What the suites' own ``settings`` fixtures add (they do not apply here).
+CLUSTER_OVERRIDES: dict[str, object] = {**ACCOUNT_OVERRIDES, "rate_limit_messages_per_minute": 1000}
+MODULE_OVERRIDES: dict[str, dict[str, object]] = {
+    test_realtime_kill.__name__: {"ws_heartbeat_seconds": test_realtime_kill.HEARTBEAT_SECONDS},
+}
+
+
 @pytest.fixture
-async def settings(service_urls: tuple[str, str], redis_cluster_url: str) -> AsyncIterator[Settings]:
+async def settings(
+    service_urls: tuple[str, str], redis_cluster_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Settings]:
+    extra = MODULE_OVERRIDES.get(request.function.__module__, {})
     async for value in namespaced_settings(service_urls[0], redis_cluster_url, cluster=True):
-        yield value
+        yield value.with_overrides(**CLUSTER_OVERRIDES, **extra)
 
 
 async def node_of(settings: Settings, key: str) -> str:
@@ -162,3 +181,77 @@ async def test_a_dropped_subscriber_connection_reconnects_and_delivers(client: A
     await attempt_match(client, b, secret_b, a)
     assert (await ws.receive_json(timeout=3))["type"] == "nudge"
     await ws.close()
+
+
+@pytest.fixture
+async def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalRedisCluster]:
+    """A cluster of this test's own, since the test stops one of its nodes."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("a Redis Cluster needs redis-server 7 or newer")
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("cluster"), binary)
+    await asyncio.to_thread(cluster.start)
+    yield cluster
+    await asyncio.to_thread(cluster.stop)
+
+
+async def test_a_primary_going_down_fails_fast_and_everything_recovers(
+    service_urls: tuple[str, str], own_cluster: LocalRedisCluster, tmp_path: Path
+) -> None:
+    async for settings in namespaced_settings(service_urls[0], own_cluster.url, cluster=True):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_run_py(port, env_for(settings, ACCESS_LOG="0"), tmp_path / "server.log")
+        try:
+            await wait_until_live(base, proc)
+            async with aiohttp.ClientSession(base) as http:
+                await check_outage_and_recovery(http, settings, own_cluster)
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 20) == 0
+        finally:
+            stop_process(proc)
+
+
+async def register(http: aiohttp.ClientSession, token: str) -> str:
+    async with http.post("/session", json={"ble_token": token, "interests": ["devops"]}) as resp:
+        assert resp.status == 201, await resp.text()
+        return str((await resp.json())["session_id"])
+
+
+async def check_outage_and_recovery(
+    http: aiohttp.ClientSession, settings: Settings, cluster: LocalRedisCluster
+) -> None:
+    k = Keys(settings.redis_prefix)
+    a, b = new_token(), new_token()
+    secret_a, secret_b = await register(http, a), await register(http, b)
+    async with http.get("/health") as resp:
+        assert resp.status == 200
+    victim = cluster.ports.index(int((await node_of(settings, k.session(a))).rsplit(":", 1)[1]))
+    cluster.stop_node(victim)
+    try:
+        started = time.monotonic()
+        async with http.post("/match", json={"own_token": b, "detected_token": a}, headers=bearer(secret_b)) as resp:
+            assert resp.status == 503, await resp.text()
+            assert (await resp.json())["error"]["code"] == "unavailable"
+        assert time.monotonic() - started < 10  # an answer, not a hang
+        async with http.get("/health") as resp:
+            assert resp.status == 503
+            assert (await resp.json())["checks"]["redis"] == "down"
+    finally:
+        await asyncio.to_thread(cluster.restart_node, victim)
+    for _ in range(100):
+        async with http.get("/health") as resp:
+            if resp.status == 200:
+                break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the server did not become healthy again")
+    # The node came back empty (tests keep no Redis data on disk): register
+    # again, and match. The hot path and pub/sub recovered without a restart.
+    a, b = new_token(), new_token()
+    secret_a, secret_b = await register(http, a), await register(http, b)
+    async with http.ws_connect(f"/ws/{a}", headers=bearer(secret_a)) as ws:
+        async with http.post("/match", json={"own_token": b, "detected_token": a}, headers=bearer(secret_b)) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["nudge_sent"] is True
+        assert (await ws.receive_json(timeout=3))["type"] == "nudge"
