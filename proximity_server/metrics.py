@@ -45,6 +45,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from redis.asyncio import RedisCluster
 
 from proximity_server.proximity import ProximityService
 from store.proximity import MatchDecision
@@ -241,9 +242,14 @@ class AppCollector(Collector):
 
 
 def _redis_pool_counts(redis: Any) -> list[tuple[str, int]]:
-    """(state, connections) of the redis-py pool: ``in_use`` and ``idle``."""
+    """(state, connections) of the redis-py pool: ``in_use`` and ``idle`` (summed over a cluster's nodes)."""
     if redis is None:
         return []
+    if isinstance(redis, RedisCluster):
+        nodes = redis.get_nodes()
+        idle = sum(len(node._free) for node in nodes)
+        total = sum(len(node._connections) for node in nodes)
+        return [("in_use", total - idle), ("idle", idle)]
     try:
         counts = redis.connection_pool.get_connection_count()
         return [
