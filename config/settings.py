@@ -9,6 +9,7 @@ by ``<NAME>_FILE``, the way container secrets are mounted. A variable that is se
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -59,14 +60,19 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, positive: bool = True) -> float:
+    """A finite number, above zero (or at least zero when not ``positive``)."""
     raw = _read(env, name)
     if raw is None:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "above 0" if positive else "at least 0"
+        raise SettingsError(f"{name} must be a finite number {bound}, got {raw!r}")
+    return value
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -167,7 +173,7 @@ class Settings:
             data_dir=Path(_read(env, "DATA_DIR") or DEFAULT_DATA_DIR),
             stats_flush_interval=_float(env, "STATS_FLUSH_INTERVAL", 5.0),
             ws_heartbeat_seconds=_float(env, "WS_HEARTBEAT_SECONDS", 30.0),
-            shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 10.0),
+            shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 10.0, positive=False),
             log_level=(_read(env, "LOG_LEVEL") or "INFO").upper(),
             access_log=(_read(env, "ACCESS_LOG") or "1").lower() not in ("0", "false", "no", "off"),
             s3_endpoint_url=_read(env, "S3_ENDPOINT_URL"),

@@ -40,8 +40,24 @@ def test_environment_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{"PORT": "eighty"}, {"SESSION_TTL_SECONDS": "0"}, {"ADMIN_TOKEN_FILE": "/nonexistent/secret"}],
+    [
+        {"PORT": "eighty"},
+        {"SESSION_TTL_SECONDS": "0"},
+        {"ADMIN_TOKEN_FILE": "/nonexistent/secret"},
+        {"WS_HEARTBEAT_SECONDS": "0"},
+        {"STATS_FLUSH_INTERVAL": "nan"},
+        {"SHUTDOWN_GRACE_SECONDS": "-1"},
+        {"SHUTDOWN_GRACE_SECONDS": "inf"},
+        {"REDIS_URL": "redis://one:6379", "REDIS_CLUSTER_URL": "redis://other:6379"},
+    ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
         Settings.from_env(env)
+
+
+def test_a_cluster_url_selects_cluster_mode() -> None:
+    s = Settings.from_env({"REDIS_CLUSTER_URL": "redis://node-1:6379"})
+    assert s.redis_cluster is True and s.redis_url == "redis://node-1:6379"
+    assert Settings.from_env({"REDIS_URL": "redis://one:6379"}).redis_cluster is False
+    assert Settings.from_env({"SHUTDOWN_GRACE_SECONDS": "0"}).shutdown_grace_seconds == 0
