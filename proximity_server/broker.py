@@ -83,9 +83,11 @@ class _Subscriber:
         self._wanted = asyncio.Event()  # set while there is something to listen to
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._refs: dict[str, int] = {}
-        self._sent: set[str] = set()  # subscribe sent on the current connection
-        self._live: set[str] = set()  # and confirmed
-        self._leaving: set[str] = set()  # unsubscribe sent, reply not seen yet
+        # On the current connection: subscribed (and not unsubscribed since),
+        # of those the ones Redis confirmed, and unsubscribes not answered yet.
+        self._sent: set[str] = set()
+        self._live: set[str] = set()
+        self._leaving: set[str] = set()
         self.reconnects = 0
         self.delivered = 0
         if anchor is not None:
@@ -112,13 +114,9 @@ class _Subscriber:
         self._waiters.setdefault(channel, []).append(waiter)
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
-                await self._connected.wait()
-                pubsub = self._pubsub
-                # Sent already if the connection was made with it; if the
-                # connection dropped again, the reconnect subscribes it.
-                if pubsub is not None and channel not in self._sent:
-                    self._sent.add(channel)
-                    await self._command(pubsub, channel)
+                # Sent now if connected (unless sent already); else the
+                # connection being made subscribes it once up.
+                await self._send_subscribe(channel)
                 await waiter
         except (TimeoutError, RedisError, OSError) as exc:
             self._drop_waiter(channel, waiter)
@@ -131,11 +129,25 @@ class _Subscriber:
             return
         self._refs.pop(channel, None)
         self.channels.discard(channel)
+        for waiter in self._waiters.pop(channel, ()):  # left before it was subscribed: nothing to wait for
+            if not waiter.done():
+                waiter.set_result(None)
+        # Not connected: the connection being made unsubscribes it once up.
+        await self._send_unsubscribe(channel)
+
+    async def _send_subscribe(self, channel: str) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or not self._connected.is_set() or channel in self._sent:
+            return
+        self._sent.add(channel)  # bookkeeping and the write happen in one step of the loop
+        await self._command(pubsub, channel)
+
+    async def _send_unsubscribe(self, channel: str) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or not self._connected.is_set() or channel not in self._sent:
+            return
         self._sent.discard(channel)
         self._live.discard(channel)
-        pubsub = self._pubsub
-        if pubsub is None or not self._connected.is_set():
-            return  # the next connection will not re-subscribe it
         self._leaving.add(channel)
         with contextlib.suppress(RedisError, OSError):
             if self._sharded:
@@ -156,11 +168,11 @@ class _Subscriber:
         if waiters:
             self._waiters.setdefault(channel, []).extend(waiters)
         self._wanted.set()
-        pubsub = self._pubsub
-        if pubsub is not None and self._connected.is_set() and channel not in self._sent:
-            self._sent.add(channel)
-            with contextlib.suppress(RedisError, OSError):  # else the next connection subscribes it
-                await self._command(pubsub, channel)
+        if channel in self._live:
+            self._confirmed(channel)
+            return
+        with contextlib.suppress(RedisError, OSError):  # else the next connection subscribes it
+            await self._send_subscribe(channel)
 
     async def _command(self, pubsub: aioredis.client.PubSub, *channels: str) -> None:
         if not self._sharded:
@@ -180,7 +192,7 @@ class _Subscriber:
                 del self._waiters[channel]
 
     def _confirmed(self, channel: str) -> None:
-        if channel in self.channels and channel not in self._leaving:
+        if channel in self._sent and channel not in self._leaving:  # else an unsubscribe's reply comes next
             self._live.add(channel)
         for waiter in self._waiters.pop(channel, ()):
             if not waiter.done():
@@ -204,6 +216,11 @@ class _Subscriber:
                 await self._command(pubsub, *channels)
                 self._pubsub = pubsub
                 self._connected.set()
+                # Channels joined or left while the connection was being made.
+                for gone in self._sent - self.channels - {self._anchor}:
+                    await self._send_unsubscribe(gone)
+                for missing in self.channels - self._sent:
+                    await self._send_subscribe(missing)
                 if trouble is not None:
                     log.info("pub/sub listener reconnected", extra={"channels": len(self.channels)})
                 delay = RECONNECT_MIN_SECONDS
@@ -242,7 +259,6 @@ class _Subscriber:
             elif kind in ("unsubscribe", "sunsubscribe"):
                 if channel in self._leaving:
                     self._leaving.discard(channel)  # our own
-                    self._live.discard(channel)
                 elif channel in self.channels and self._on_dropped is not None:
                     # The node gave the channel's slot away (resharding or failover).
                     self._on_dropped(channel)

@@ -118,31 +118,7 @@ class Hub:
         Pair every ``hold`` with a ``release``.
         """
         self._holds[channel] = self._holds.get(channel, 0) + 1
-        if channel not in self._channels:
-            self._channels[channel] = set()
-            pending = asyncio.get_running_loop().create_future()
-            self._pending[channel] = pending
-            try:
-                await self._subscribe(channel)
-            except BaseException as exc:
-                self.release(channel)
-                if not pending.done():
-                    pending.set_exception(exc)
-                    pending.exception()  # mark retrieved
-                raise
-            finally:
-                if self._pending.get(channel) is pending:
-                    del self._pending[channel]
-                if not pending.done():
-                    pending.set_result(None)
-            return
-        waiting = self._pending.get(channel)
-        if waiting is not None:
-            try:
-                await asyncio.shield(waiting)
-            except BaseException:
-                self.release(channel)
-                raise
+        await self._ensure_subscribed(channel, set(), on_failure=lambda: self.release(channel))
 
     def release(self, channel: str) -> None:
         left = self._holds.get(channel, 0) - 1
@@ -157,34 +133,38 @@ class Hub:
         if conn.closed:
             return  # it went away already; nothing would ever remove it
         conn.channel = channel
-        conns = self._channels.get(channel)
-        if conns is None:
-            conns = self._channels[channel] = set()
-            conns.add(conn)
-            pending = asyncio.get_running_loop().create_future()
-            self._pending[channel] = pending
-            try:
-                await self._subscribe(channel)
-            except BaseException as exc:
-                self.leave(channel, conn)
-                if not pending.done():
-                    pending.set_exception(exc)
-                    pending.exception()  # mark retrieved
-                raise
-            finally:
-                if self._pending.get(channel) is pending:
-                    del self._pending[channel]
-                if not pending.done():
-                    pending.set_result(None)
+        await self._ensure_subscribed(channel, {conn}, on_failure=lambda: self.leave(channel, conn))
+
+    async def _ensure_subscribed(self, channel: str, conns: set[Connection], on_failure: Callable[[], None]) -> None:
+        """Add ``conns`` to the channel; the first to need it subscribes it, the
+        others wait for that subscription. ``on_failure`` undoes the caller's part."""
+        existing = self._channels.get(channel)
+        if existing is not None:
+            existing |= conns
+            waiting = self._pending.get(channel)
+            if waiting is not None:
+                try:
+                    await asyncio.shield(waiting)
+                except BaseException:
+                    on_failure()
+                    raise
             return
-        conns.add(conn)
-        waiting = self._pending.get(channel)
-        if waiting is not None:
-            try:
-                await asyncio.shield(waiting)
-            except BaseException:
-                self.leave(channel, conn)
-                raise
+        self._channels[channel] = conns
+        pending = asyncio.get_running_loop().create_future()
+        self._pending[channel] = pending
+        try:
+            await self._subscribe(channel)
+        except BaseException as exc:
+            on_failure()
+            if not pending.done():
+                pending.set_exception(exc)
+                pending.exception()  # mark retrieved
+            raise
+        finally:
+            if self._pending.get(channel) is pending:
+                del self._pending[channel]
+            if not pending.done():
+                pending.set_result(None)
 
     def leave(self, channel: str, conn: Connection) -> None:
         conns = self._channels.get(channel)

@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from redis.exceptions import ClusterError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -58,6 +59,11 @@ _HTTP_CODES: Final = {
 UNAVAILABLE_ERRORS: Final = (
     RedisConnectionError,
     RedisTimeoutError,
+    # A Redis Cluster with a node down or its slots moving (CLUSTERDOWN,
+    # TRYAGAIN, "slot not covered", or redirections that did not settle).
+    ClusterError,
+    TryAgainError,
+    RedisClusterException,
     BrokerUnavailable,
     asyncpg.ConnectionFailureError,
     asyncpg.ConnectionDoesNotExistError,

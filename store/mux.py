@@ -259,9 +259,11 @@ class MuxCluster:
             try:
                 return await call(node)
             except ResponseError as exc:
-                if attempt or not str(exc).startswith(("MOVED ", "ASK ")):
+                if not str(exc).startswith(("MOVED ", "ASK ")):
                     raise
                 self._slots = []  # resharded or failed over: learn the new map and retry once
+                if attempt:
+                    raise RedisConnectionError(f"the cluster's slots are moving: {exc}") from exc
             except (RedisConnectionError, RedisTimeoutError):
                 self._slots = []
                 raise

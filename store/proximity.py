@@ -72,7 +72,7 @@ class ProximityStore:
         self._mux = mux  # the hot path's shared, pipelined connection
         self._keys = keys
         self._never = never_matching_category
-        self._create = mux.register_script(lua_source("create_session"))
+        self._create = mux.register_script(lua_source("create_session", "_session_write"))
         self._match = mux.register_script(lua_source("match"))
 
     async def write_session(
@@ -163,7 +163,7 @@ class ClusterProximityStore(ProximityStore):
     def __init__(self, client: RedisClient, mux: MuxCluster, keys: Keys, never_matching_category: str) -> None:
         super().__init__(client, mux, keys, never_matching_category)
         self._cluster = mux
-        self._session = mux.register_script(lua_source("cluster_session"))
+        self._session = mux.register_script(lua_source("cluster_session", "_session_write"))
         self._index = mux.register_script(lua_source("cluster_session_index"))
         self._mark = mux.register_script(lua_source("cluster_mark"))
         self._count_match = mux.register_script(lua_source("cluster_count_match"))

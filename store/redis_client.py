@@ -46,10 +46,10 @@ def create_client(url: str, *, cluster: bool = False) -> RedisClient:
 
 
 @cache
-def lua_source(name: str) -> str:
-    """A script from ``lua/``, with the shared prelude in front of it."""
-    prelude = (LUA_DIR / "_utc_day.lua").read_text(encoding="utf-8")
-    return prelude + (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+def lua_source(name: str, *fragments: str) -> str:
+    """A script from ``lua/``, with the shared prelude and ``fragments`` (other files there) in front of it."""
+    parts = ["_utc_day", *fragments, name]
+    return "".join((LUA_DIR / f"{part}.lua").read_text(encoding="utf-8") for part in parts)
 
 
 async def ping(client: RedisClient) -> None:
