@@ -13,6 +13,7 @@ single-slot steps, issuing the steps on different slots concurrently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 from dataclasses import dataclass
 from enum import IntEnum
@@ -150,7 +151,8 @@ class ClusterProximityStore(ProximityStore):
     """The same decisions on a Redis Cluster, in single-slot steps.
 
     A session write is two steps: the session hash (its slot), then the
-    live-session index and counters (the ``{stats}`` slot).
+    live-session index and counters (the ``{stats}`` slot); a session created
+    by a write whose second step failed is removed again.
 
     A match decision reads both sessions concurrently (one round trip, two
     nodes). Most decisions end there: no shared category. A match then
@@ -167,6 +169,7 @@ class ClusterProximityStore(ProximityStore):
         self._index = mux.register_script(lua_source("cluster_session_index"))
         self._mark = mux.register_script(lua_source("cluster_mark"))
         self._count_match = mux.register_script(lua_source("cluster_count_match"))
+        self._discard = mux.register_script(lua_source("cluster_session_discard"))
 
     async def write_session(
         self,
@@ -190,9 +193,15 @@ class ClusterProximityStore(ProximityStore):
         outcome = SessionWrite(int(status))
         if outcome is not SessionWrite.CONFLICT:
             created = 1 if outcome is SessionWrite.CREATED else 0
-            await self._cluster.evalsha(
-                self._index, [k.active_sessions, k.pending_counters], [ble_token, int(expires_ms), created, csv]
-            )
+            try:
+                await self._cluster.evalsha(
+                    self._index, [k.active_sessions, k.pending_counters], [ble_token, int(expires_ms), created, csv]
+                )
+            except Exception:
+                if created:  # the caller gets an error, not the secret: free the token again
+                    with contextlib.suppress(Exception):
+                        await self._cluster.evalsha(self._discard, [k.session(ble_token)], [str(gid)])
+                raise
         return SessionWriteResult(outcome, int(expires_ms), str(gid))
 
     async def decide_match(self, *, own_token: str, detected_token: str, presented_secret_hash: str) -> MatchDecision:

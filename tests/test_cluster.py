@@ -257,3 +257,37 @@ async def check_outage_and_recovery(
             assert resp.status == 200
             assert (await resp.json())["nudge_sent"] is True
         assert (await ws.receive_json(timeout=3))["type"] == "nudge"
+
+
+async def test_a_session_write_cut_halfway_leaves_the_token_free(
+    service_urls: tuple[str, str], own_cluster: LocalRedisCluster, tmp_path: Path
+) -> None:
+    """Step 2 of a cluster session write (the {stats} slot) fails: the phone
+    got a 503, not its secret, so the session made by step 1 must not lock
+    the token until it expires."""
+    async for settings in namespaced_settings(service_urls[0], own_cluster.url, cluster=True):
+        k = Keys(settings.redis_prefix)
+        stats_node = await node_of(settings, k.active_sessions)
+        token = new_token()
+        while await node_of(settings, k.session(token)) == stats_node:
+            token = new_token()
+        port = free_port()
+        proc = start_run_py(port, env_for(settings, ACCESS_LOG="0"), tmp_path / "server.log")
+        try:
+            await wait_until_live(f"http://127.0.0.1:{port}", proc)
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+                victim = own_cluster.ports.index(int(stats_node.rsplit(":", 1)[1]))
+                own_cluster.stop_node(victim)
+                try:
+                    async with http.post("/session", json={"ble_token": token, "interests": ["devops"]}) as resp:
+                        assert resp.status == 503, await resp.text()
+                finally:
+                    await asyncio.to_thread(own_cluster.restart_node, victim)
+                for _ in range(100):
+                    async with http.post("/session", json={"ble_token": token, "interests": ["devops"]}) as resp:
+                        if resp.status != 503:
+                            break
+                    await asyncio.sleep(0.1)
+                assert resp.status == 201, await resp.text()  # not 409: the half-made session was removed
+        finally:
+            stop_process(proc)
