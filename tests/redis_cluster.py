@@ -70,10 +70,14 @@ def _free_port() -> int:
 
 
 class LocalRedisCluster:
-    def __init__(self, base_dir: Path, binary: str, primaries: int = 3) -> None:
+    """``primaries`` nodes own the slots; ``replicas`` more per primary follow them
+    (``ports`` lists the primaries first, then the replicas in primary order)."""
+
+    def __init__(self, base_dir: Path, binary: str, primaries: int = 3, replicas: int = 0) -> None:
         self.base_dir = base_dir
         self.binary = binary
         self.primaries = primaries
+        self.replicas = replicas
         self.ports: list[int] = []
         self._processes: list[subprocess.Popen[bytes]] = []
 
@@ -84,7 +88,7 @@ class LocalRedisCluster:
     def start(self) -> None:
         shutil.rmtree(self.base_dir, ignore_errors=True)
         try:
-            for _ in range(self.primaries):
+            for _ in range(self.primaries * (1 + self.replicas)):
                 self._start_node(_free_port())
             self._assemble()
         except BaseException:
@@ -128,18 +132,29 @@ class LocalRedisCluster:
         return subprocess.Popen(args, cwd=node_dir, stdin=subprocess.DEVNULL)
 
     def _assemble(self) -> None:
-        n = len(self.ports)
-        for i, port in enumerate(self.ports):
+        n = self.primaries
+        for i, port in enumerate(self.ports[:n]):
             first, last = i * CLUSTER_SLOTS // n, (i + 1) * CLUSTER_SLOTS // n - 1
-            self._client(port).execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)  # type: ignore[no-untyped-call]
+            self._command(port, "CLUSTER", "ADDSLOTSRANGE", first, last)
         for port in self.ports[1:]:
-            self._client(self.ports[0]).execute_command("CLUSTER", "MEET", "127.0.0.1", port)  # type: ignore[no-untyped-call]
+            self._command(self.ports[0], "CLUSTER", "MEET", "127.0.0.1", port)
         self._wait(self._ready, "the cluster to agree on its slots")
+        for i, port in enumerate(self.ports[n:]):
+            primary = self.ports[i // self.replicas]
+            primary_id = self._command(primary, "CLUSTER", "MYID")
+            self._wait(lambda p=port, pid=primary_id: self._command(p, "CLUSTER", "REPLICATE", pid), "a replica")
+        for port in self.ports[n:]:
+            self._wait(lambda p=port: self._client(p).info("replication").get("master_link_status") == "up", "replicas")
+
+    def _command(self, port: int, *args: object) -> bytes:
+        reply = self._client(port).execute_command(*args)  # type: ignore[no-untyped-call]
+        return reply if isinstance(reply, bytes) else str(reply).encode()
 
     def _ready(self) -> bool:
         for port in self.ports:
-            info = self._client(port).execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
-            text = info.decode() if isinstance(info, bytes) else str(info)
+            if self._processes[self.ports.index(port)].poll() is not None:
+                continue  # a node stopped on purpose
+            text = self._command(port, "CLUSTER", "INFO").decode()
             if "cluster_state:ok" not in text or f"cluster_known_nodes:{len(self.ports)}" not in text:
                 return False
         return True

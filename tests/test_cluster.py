@@ -291,3 +291,84 @@ async def test_a_session_write_cut_halfway_leaves_the_token_free(
                 assert resp.status == 201, await resp.text()  # not 409: the half-made session was removed
         finally:
             stop_process(proc)
+
+
+@pytest.fixture
+async def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalRedisCluster]:
+    """Three primaries, each with a replica that takes over when it dies."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("a Redis Cluster needs redis-server 7 or newer")
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("replicated"), binary, replicas=1)
+    await asyncio.to_thread(cluster.start)
+    yield cluster
+    await asyncio.to_thread(cluster.stop)
+
+
+async def test_a_replica_takes_over_and_the_server_follows(
+    service_urls: tuple[str, str], replicated_cluster: LocalRedisCluster, tmp_path: Path
+) -> None:
+    """A primary dies for good; its replica is promoted. Without a restart the
+    server matches on the promoted node and its socket's channel moves there."""
+    async for settings in namespaced_settings(service_urls[0], replicated_cluster.url, cluster=True):
+        port = free_port()
+        proc = start_run_py(port, env_for(settings, ACCESS_LOG="0"), tmp_path / "server.log")
+        try:
+            await wait_until_live(f"http://127.0.0.1:{port}", proc)
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+                await check_failover(http, settings, replicated_cluster)
+        finally:
+            stop_process(proc)
+
+
+async def check_failover(http: aiohttp.ClientSession, settings: Settings, cluster: LocalRedisCluster) -> None:
+    k = Keys(settings.redis_prefix)
+    a, b = new_token(), new_token()
+    secret_a, secret_b = await register(http, a), await register(http, b)
+    async with http.ws_connect(f"/ws/{a}", headers=bearer(secret_a)) as ws:
+        old = await node_of(settings, k.session(a))
+        await asyncio.sleep(0.2)  # replication is asynchronous: let the replica catch up
+        cluster.stop_node(cluster.ports.index(int(old.rsplit(":", 1)[1])))
+        new = await wait_for(lambda: promoted_owner(settings, k.session(a), old), "a promoted replica")
+        # The server's subscriber connection to the dead node failed; it
+        # re-reads the slots and subscribes on the promoted node.
+        owner = await node_client(settings, new)
+        try:
+            await wait_for(lambda: shard_subscribers(owner, k.token_channel(a)), "the channel to move")
+        finally:
+            await owner.aclose()
+        body = await wait_for(lambda: match_answer(http, b, secret_b, a), "/match to answer")
+        assert body["match"] is True and body["nudge_sent"] is True
+        assert (await ws.receive_json(timeout=3))["type"] == "nudge"
+
+
+async def wait_for(check: Any, what: str, within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+async def promoted_owner(settings: Settings, key: str, old: str) -> str | None:
+    try:
+        owner = await node_of(settings, key)
+    except Exception:
+        return None  # the cluster is still deciding
+    return owner if owner != old else None
+
+
+async def shard_subscribers(node: aioredis.Redis, channel: str) -> bool:
+    reply = await node.execute_command("PUBSUB", "SHARDNUMSUB", channel)  # type: ignore[no-untyped-call]
+    return int(reply[1]) == 1
+
+
+async def match_answer(http: aiohttp.ClientSession, own: str, secret: str, detected: str) -> dict[str, Any] | None:
+    async with http.post("/match", json={"own_token": own, "detected_token": detected}, headers=bearer(secret)) as resp:
+        if resp.status == 503:
+            return None
+        assert resp.status == 200, await resp.text()
+        body: dict[str, Any] = await resp.json()
+        return body
