@@ -231,6 +231,7 @@ class MuxCluster:
             user = params.get("username") or "default"
             self._auth = f"{quote(user, safe='')}:{quote(params['password'], safe='')}@"
         self._slots: list[tuple[str, int]] = []
+        self._known: list[tuple[str, int]] = []  # every node of the last slot map, replicas too
         self._nodes: dict[tuple[str, int], MuxRedis] = {}
         self._scripts: dict[str, str] = {}
         self._refreshing: asyncio.Future[None] | None = None
@@ -289,21 +290,24 @@ class MuxCluster:
 
     async def _read_slots(self) -> None:
         errors: list[Exception] = []
-        for address in [self._seed, *(a for a in self._nodes if a != self._seed)]:
+        candidates = [self._seed, *self._known, *self._nodes]
+        for address in dict.fromkeys(candidates):  # in order, once each; the seed may be the node that died
             try:
                 reply = await self._node(address).execute("CLUSTER", "SLOTS")
             except (RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
                 errors.append(exc)
                 continue
             slots: list[tuple[str, int]] = [("", 0)] * CLUSTER_SLOTS
-            for start, end, primary, *_ in reply:
+            known: list[tuple[str, int]] = []
+            for start, end, primary, *replicas in reply:
                 host = primary[0] or address[0]  # "" means "the host you asked"
                 for slot in range(int(start), int(end) + 1):
                     slots[slot] = (host, int(primary[1]))
+                known += [(node[0] or address[0], int(node[1])) for node in (primary, *replicas)]
             if any(port == 0 for _, port in slots):
                 errors.append(RedisConnectionError("the cluster does not cover every slot"))
                 continue
-            self._slots = slots
+            self._slots, self._known = slots, known
             return
         raise RedisConnectionError(f"no cluster node answered CLUSTER SLOTS: {errors!r}")
 

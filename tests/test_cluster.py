@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode
 from redis.crc import key_slot
 
 from config.settings import Settings
@@ -319,17 +320,21 @@ async def test_a_replica_takes_over_and_the_server_follows(
                 await check_failover(http, settings, replicated_cluster)
         finally:
             stop_process(proc)
+            # Back as a replica of its successor, so the clean-up can reach the cluster through it.
+            await asyncio.to_thread(replicated_cluster.restart_node, 0)
 
 
 async def check_failover(http: aiohttp.ClientSession, settings: Settings, cluster: LocalRedisCluster) -> None:
     k = Keys(settings.redis_prefix)
+    old = f"127.0.0.1:{cluster.ports[0]}"  # the node the server was told about: the hardest one to lose
     a, b = new_token(), new_token()
+    while await node_of(settings, k.session(a)) != old:
+        a = new_token()
     secret_a, secret_b = await register(http, a), await register(http, b)
     async with http.ws_connect(f"/ws/{a}", headers=bearer(secret_a)) as ws:
-        old = await node_of(settings, k.session(a))
         await asyncio.sleep(0.2)  # replication is asynchronous: let the replica catch up
         cluster.stop_node(cluster.ports.index(int(old.rsplit(":", 1)[1])))
-        new = await wait_for(lambda: promoted_owner(settings, k.session(a), old), "a promoted replica")
+        new = await wait_for(lambda: promoted_owner(cluster, k.session(a), old), "a promoted replica")
         # The server's subscriber connection to the dead node failed; it
         # re-reads the slots and subscribes on the promoted node.
         owner = await node_client(settings, new)
@@ -352,12 +357,18 @@ async def wait_for(check: Any, what: str, within: float = 30.0) -> Any:
         await asyncio.sleep(0.2)
 
 
-async def promoted_owner(settings: Settings, key: str, old: str) -> str | None:
+async def promoted_owner(cluster: LocalRedisCluster, key: str, old: str) -> str | None:
+    """The node that owns ``key`` once it is not ``old``, asking only live nodes (the seed may be ``old``)."""
+    live = [ClusterNode("127.0.0.1", port) for port in cluster.ports if f"127.0.0.1:{port}" != old]
+    client = aioredis.RedisCluster(startup_nodes=live)
     try:
-        owner = await node_of(settings, key)
+        await client.initialize()
+        node = client.get_node_from_key(key)
     except Exception:
         return None  # the cluster is still deciding
-    return owner if owner != old else None
+    finally:
+        await client.aclose()
+    return node.name if node is not None and node.name != old else None
 
 
 async def shard_subscribers(node: aioredis.Redis, channel: str) -> bool:
