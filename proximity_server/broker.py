@@ -43,6 +43,9 @@ CONNECT_TIMEOUT_SECONDS: Final = 2.0
 SLOT_REFRESH_MIN_SECONDS: Final = 1.0
 
 EventHandler = Callable[[str, str], None]
+# What a broken connection raises: redis-py's errors, the OS's, and uvloop's
+# RuntimeError for a write to a transport that has just closed.
+CONNECTION_TROUBLE: Final = (RedisError, OSError, RuntimeError)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -118,7 +121,7 @@ class _Subscriber:
                 # connection being made subscribes it once up.
                 await self._send_subscribe(channel)
                 await waiter
-        except (TimeoutError, RedisError, OSError) as exc:
+        except (TimeoutError, *CONNECTION_TROUBLE) as exc:
             self._drop_waiter(channel, waiter)
             raise BrokerUnavailable(f"could not subscribe to {channel}: {exc!r}") from exc
 
@@ -149,7 +152,7 @@ class _Subscriber:
         self._sent.discard(channel)
         self._live.discard(channel)
         self._leaving.add(channel)
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*CONNECTION_TROUBLE):
             if self._sharded:
                 await pubsub.sunsubscribe(channel)
             else:
@@ -171,7 +174,7 @@ class _Subscriber:
         if channel in self._live:
             self._confirmed(channel)
             return
-        with contextlib.suppress(RedisError, OSError):  # else the next connection subscribes it
+        with contextlib.suppress(*CONNECTION_TROUBLE):  # else the next connection subscribes it
             await self._send_subscribe(channel)
 
     async def _command(self, pubsub: aioredis.client.PubSub, *channels: str) -> None:
@@ -205,7 +208,10 @@ class _Subscriber:
         while True:
             await self._wanted.wait()
             if self._on_trouble is not None and trouble is not None:
-                await self._on_trouble(self, trouble)
+                try:
+                    await self._on_trouble(self, trouble)
+                except Exception:  # never let a failed look-up end the listener
+                    log.exception("pub/sub: could not re-route channels; retrying on this node")
             channels = ([self._anchor] if self._anchor else []) + sorted(self.channels)
             if not channels:
                 self._wanted.clear()
@@ -226,7 +232,7 @@ class _Subscriber:
                 delay = RECONNECT_MIN_SECONDS
                 trouble = None
                 await self._listen(pubsub)
-            except (RedisError, OSError) as exc:
+            except CONNECTION_TROUBLE as exc:
                 if self._connected.is_set():
                     self.reconnects += 1
                     log.warning("pub/sub connection lost", extra={"error": repr(exc)})
@@ -346,7 +352,7 @@ class ShardedBroker:
     async def _subscriber_for(self, channel: str) -> _Subscriber:
         node = self._cluster.get_node_from_key(channel)
         if node is None:  # the client has not read the cluster's slots yet
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(Exception):  # a cluster that cannot be reached: see below
                 await self._cluster.initialize()  # once per client (it holds a lock and returns if done)
             node = self._cluster.get_node_from_key(channel)
             if node is None:
@@ -376,8 +382,10 @@ class ShardedBroker:
         async with self._refresh_lock:
             if time.monotonic() - self._refreshed_at < SLOT_REFRESH_MIN_SECONDS:
                 return
-            with contextlib.suppress(RedisError, OSError):
+            try:
                 await self._cluster.nodes_manager.initialize()
+            except Exception as exc:  # RedisClusterException is not a RedisError
+                log.warning("could not re-read the cluster's slots", extra={"error": repr(exc)})
             self._refreshed_at = time.monotonic()
 
     async def _rehome(self, subscriber: _Subscriber, trouble: BaseException | None) -> None:
