@@ -508,6 +508,26 @@ def _open_log(path: Path) -> BinaryIO:
     return open(path, "wb")  # handed to the child; the caller closes it
 
 
+async def stop_process_group(proc: asyncio.subprocess.Process, grace_s: float) -> None:
+    """SIGTERM a server started with ``start_new_session`` and give it ``grace_s`` to
+    stop gracefully; then clean up its process group (workers, embedded services)."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace_s)
+        except TimeoutError:
+            log(f"server pid={proc.pid} ignored SIGTERM for {grace_s:.0f}s; killing its process group")
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        await asyncio.sleep(1.0)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), 5)
+    log(f"server pid={proc.pid} stopped (exit code {proc.returncode})")
+
+
 class SpawnedServer:
     """``python run.py --host 127.0.0.1 --port PORT`` (cwd: repo root), in its own process group."""
 
@@ -589,25 +609,8 @@ class SpawnedServer:
         return "(no log)"
 
     async def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 20)  # graceful shutdown
-            except TimeoutError:
-                log(f"server pid={proc.pid} ignored SIGTERM for 20s; killing its process group")
-        # Our own process group (start_new_session): clean up leftovers (embedded services).
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            await asyncio.sleep(1.0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 5)
-        log(f"server pid={proc.pid} stopped (exit code {proc.returncode})")
+        if self.proc is not None:
+            await stop_process_group(self.proc, grace_s=20.0)
 
 
 # --------------------------------------------------------------------------- client API
@@ -1698,18 +1701,13 @@ def _validate(args: argparse.Namespace) -> None:
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.redis_cluster:
         return await _run_on(args, None)
-    from tests.redis_cluster import LocalRedisCluster, find_redis_server
+    from tests.redis_cluster import find_redis_server, running_cluster
 
-    binary = find_redis_server()
-    if binary is None:
+    if find_redis_server() is None:
         raise BenchError("--redis-cluster needs redis-server 7 or newer (set REDIS_SERVER)")
-    cluster = LocalRedisCluster(Path(tempfile.mkdtemp(prefix="px-bench-cluster-")), binary)
-    cluster.start()
-    log(f"Redis Cluster of {cluster.primaries} primaries on ports {cluster.ports}")
-    try:
+    with running_cluster(Path(tempfile.mkdtemp(prefix="px-bench-cluster-"))) as cluster:
+        log(f"Redis Cluster of {cluster.primaries} primaries on ports {cluster.ports}")
         return await _run_on(args, cluster.url)
-    finally:
-        cluster.stop()
 
 
 def _cluster_node_urls(seed_url: str) -> list[str]:

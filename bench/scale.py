@@ -77,6 +77,7 @@ from bench.loadgen import (
     pid_listening_on,
     read_machine_cpu,
     scan_procs,
+    stop_process_group,
 )
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"  # FLUSHDB'd before every server: keep it private
@@ -152,19 +153,8 @@ class Server:
         return pids[1:] if self.workers is not None else pids
 
     async def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                log(f"server pid={proc.pid} ignored SIGTERM; killing its process group")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 5)
+        if self.proc is not None:
+            await stop_process_group(self.proc, grace_s=30.0)
 
 
 class Gen:
