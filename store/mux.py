@@ -43,6 +43,11 @@ CLUSTER_SLOTS: Final = 16384
 Arg = str | bytes | int
 
 
+def script_sha(source: str) -> str:
+    """The name Redis gives a script (EVALSHA)."""
+    return hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+
+
 def encode_command(args: tuple[Arg, ...]) -> bytes:
     """RESP array of bulk strings."""
     parts = [b"*%d\r\n" % len(args)]
@@ -115,7 +120,7 @@ class MuxRedis:
         return await future
 
     def register_script(self, source: str) -> str:
-        sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+        sha = script_sha(source)
         self._scripts[sha] = source
         return sha
 
@@ -237,7 +242,7 @@ class MuxCluster:
         self._refreshing: asyncio.Future[None] | None = None
 
     def register_script(self, source: str) -> str:
-        sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+        sha = script_sha(source)
         self._scripts[sha] = source
         for node in self._nodes.values():
             node.register_script(source)

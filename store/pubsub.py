@@ -20,10 +20,6 @@ class Publisher:
         self._client = client
         self._command = "SPUBLISH" if sharded else "PUBLISH"
 
-    @property
-    def sharded(self) -> bool:
-        return self._command == "SPUBLISH"
-
     async def publish(self, channel: str, payload: Payload) -> None:
         await self._client.execute_command(self._command, channel, payload)
 
