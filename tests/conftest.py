@@ -28,7 +28,7 @@ from config.settings import Settings, normalise_database_url
 from proximity_server import create_app
 from proximity_server.embedded import EmbeddedServices
 from store.redis_client import RedisClient, create_client
-from tests.redis_cluster import LocalRedisCluster, find_redis_server
+from tests.redis_cluster import running_cluster
 
 ADMIN_TOKEN = "test-admin-token-" + "x" * 16
 TEST_DATA_DIR = Path(__file__).resolve().parent.parent / ".data" / "test"
@@ -61,15 +61,8 @@ def service_urls() -> Iterator[tuple[str, str]]:
 @pytest.fixture(scope="session")
 def redis_cluster_url() -> Iterator[str]:
     """A three-primary Redis Cluster for the run (skips the test if no redis-server 7 is here)."""
-    binary = find_redis_server()
-    if binary is None:
-        pytest.skip("a Redis Cluster needs redis-server 7 or newer (set REDIS_SERVER to one)")
-    cluster = LocalRedisCluster(Path(tempfile.mkdtemp(prefix="px-cluster-")), binary)
-    cluster.start()
-    try:
+    with running_cluster(Path(tempfile.mkdtemp(prefix="px-cluster-"))) as cluster:
         yield cluster.url
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

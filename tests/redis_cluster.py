@@ -15,10 +15,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+import pytest
 import redis
+
+from tests.servers import free_port
 
 CLUSTER_SLOTS: Final = 16384
 BUS_PORT_OFFSET: Final = 10000
@@ -55,9 +59,7 @@ def find_redis_server() -> str | None:
 def _free_port() -> int:
     """A port that is free, and whose cluster bus port (port + 10000) is free too."""
     for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+        port = free_port()
         if port + BUS_PORT_OFFSET > 65535:
             continue
         with socket.socket() as bus:
@@ -67,6 +69,20 @@ def _free_port() -> int:
                 continue
         return port
     raise RuntimeError("no free port pair for a cluster node")
+
+
+@contextlib.contextmanager
+def running_cluster(base_dir: Path, *, replicas: int = 0) -> Iterator[LocalRedisCluster]:
+    """A started cluster, stopped on exit; the calling test is skipped without redis-server 7."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("a Redis Cluster needs redis-server 7 or newer (set REDIS_SERVER to one)")
+    cluster = LocalRedisCluster(base_dir, binary, replicas=replicas)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 class LocalRedisCluster:

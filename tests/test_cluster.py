@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from tests import (
 from tests.auth_helpers import ACCOUNT_OVERRIDES
 from tests.conftest import AppClient, MakeClient, namespaced_settings
 from tests.helpers import attempt_match, bearer, new_token, open_session
-from tests.redis_cluster import LocalRedisCluster, find_redis_server
+from tests.redis_cluster import LocalRedisCluster, running_cluster
 from tests.servers import env_for, free_port, start_run_py, stop_process, wait_until_live
 
 SUITES = (
@@ -78,15 +79,19 @@ async def settings(
         yield value.with_overrides(**CLUSTER_OVERRIDES, **extra)
 
 
-async def node_of(settings: Settings, key: str) -> str:
-    cluster = aioredis.RedisCluster.from_url(settings.redis_url or "")
+async def owner(client: aioredis.RedisCluster, key: str) -> str:
+    """The node that owns ``key``, asked with a fresh client (closed after)."""
     try:
-        await cluster.initialize()
-        node = cluster.get_node_from_key(key)
+        await client.initialize()
+        node = client.get_node_from_key(key)
         assert node is not None
         return str(node.name)
     finally:
-        await cluster.aclose()
+        await client.aclose()
+
+
+async def node_of(settings: Settings, key: str) -> str:
+    return await owner(aioredis.RedisCluster.from_url(settings.redis_url or ""), key)
 
 
 async def tokens_on_two_nodes(settings: Settings) -> tuple[str, str]:
@@ -174,11 +179,8 @@ async def test_a_dropped_subscriber_connection_reconnects_and_delivers(client: A
     owner = await node_client(settings, await node_of(settings, channel))
     try:
         assert await owner.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1  # type: ignore[no-untyped-call]
-        for _ in range(100):  # the listener notices, reconnects and subscribes again
-            if (await owner.execute_command("PUBSUB", "SHARDNUMSUB", channel))[1] == 1:  # type: ignore[no-untyped-call]
-                break
-            await asyncio.sleep(0.05)
-        assert (await owner.execute_command("PUBSUB", "SHARDNUMSUB", channel))[1] == 1  # type: ignore[no-untyped-call]
+        # The listener notices, reconnects and subscribes again.
+        await wait_for(lambda: shard_subscribers(owner, channel), "the channel to be subscribed again", within=5.0)
     finally:
         await owner.aclose()
     await attempt_match(client, b, secret_b, a)
@@ -187,15 +189,10 @@ async def test_a_dropped_subscriber_connection_reconnects_and_delivers(client: A
 
 
 @pytest.fixture
-async def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalRedisCluster]:
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
     """A cluster of this test's own, since the test stops one of its nodes."""
-    binary = find_redis_server()
-    if binary is None:
-        pytest.skip("a Redis Cluster needs redis-server 7 or newer")
-    cluster = LocalRedisCluster(tmp_path_factory.mktemp("cluster"), binary)
-    await asyncio.to_thread(cluster.start)
-    yield cluster
-    await asyncio.to_thread(cluster.stop)
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
 
 
 async def test_a_primary_going_down_fails_fast_and_everything_recovers(
@@ -242,13 +239,7 @@ async def check_outage_and_recovery(
             assert (await resp.json())["checks"]["redis"] == "down"
     finally:
         await asyncio.to_thread(cluster.restart_node, victim)
-    for _ in range(100):
-        async with http.get("/health") as resp:
-            if resp.status == 200:
-                break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the server did not become healthy again")
+    await wait_for(lambda: healthy(http), "the server to be healthy again", within=10.0)
     # The node came back empty (tests keep no Redis data on disk): register
     # again, and match. The hot path and pub/sub recovered without a restart.
     a, b = new_token(), new_token()
@@ -284,26 +275,17 @@ async def test_a_session_write_cut_halfway_leaves_the_token_free(
                         assert resp.status == 503, await resp.text()
                 finally:
                     await asyncio.to_thread(own_cluster.restart_node, victim)
-                for _ in range(100):
-                    async with http.post("/session", json={"ble_token": token, "interests": ["devops"]}) as resp:
-                        if resp.status != 503:
-                            break
-                    await asyncio.sleep(0.1)
-                assert resp.status == 201, await resp.text()  # not 409: the half-made session was removed
+                status = await wait_for(partial(session_status, http, token), "Redis to answer again", within=10.0)
+                assert status == 201  # not 409: the half-made session was removed
         finally:
             stop_process(proc)
 
 
 @pytest.fixture
-async def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalRedisCluster]:
+def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
     """Three primaries, each with a replica that takes over when it dies."""
-    binary = find_redis_server()
-    if binary is None:
-        pytest.skip("a Redis Cluster needs redis-server 7 or newer")
-    cluster = LocalRedisCluster(tmp_path_factory.mktemp("replicated"), binary, replicas=1)
-    await asyncio.to_thread(cluster.start)
-    yield cluster
-    await asyncio.to_thread(cluster.stop)
+    with running_cluster(tmp_path_factory.mktemp("replicated"), replicas=1) as cluster:
+        yield cluster
 
 
 async def test_a_replica_takes_over_and_the_server_follows(
@@ -360,15 +342,22 @@ async def wait_for(check: Any, what: str, within: float = 30.0) -> Any:
 async def promoted_owner(cluster: LocalRedisCluster, key: str, old: str) -> str | None:
     """The node that owns ``key`` once it is not ``old``, asking only live nodes (the seed may be ``old``)."""
     live = [ClusterNode("127.0.0.1", port) for port in cluster.ports if f"127.0.0.1:{port}" != old]
-    client = aioredis.RedisCluster(startup_nodes=live)
     try:
-        await client.initialize()
-        node = client.get_node_from_key(key)
+        name = await owner(aioredis.RedisCluster(startup_nodes=live), key)
     except Exception:
         return None  # the cluster is still deciding
-    finally:
-        await client.aclose()
-    return node.name if node is not None and node.name != old else None
+    return name if name != old else None
+
+
+async def healthy(http: aiohttp.ClientSession) -> bool:
+    async with http.get("/health") as resp:
+        return resp.status == 200
+
+
+async def session_status(http: aiohttp.ClientSession, token: str) -> int | None:
+    """The status of registering ``token``, or None while Redis is unavailable (503)."""
+    async with http.post("/session", json={"ble_token": token, "interests": ["devops"]}) as resp:
+        return None if resp.status == 503 else resp.status
 
 
 async def shard_subscribers(node: aioredis.Redis, channel: str) -> bool:
