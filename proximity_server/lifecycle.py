@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 from redis.asyncio import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from config.settings import photos_dir
 from protocol.codes import CloseCode
@@ -96,7 +96,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         # the client retries on first use.
         try:
             await client.initialize()
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:  # no node answers: RedisClusterException
             log.warning("Redis Cluster not reachable at start", extra={"error": repr(exc)})
     yield
     await mux.aclose()
