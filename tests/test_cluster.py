@@ -372,3 +372,11 @@ async def match_answer(http: aiohttp.ClientSession, own: str, secret: str, detec
         assert resp.status == 200, await resp.text()
         body: dict[str, Any] = await resp.json()
         return body
+
+
+async def test_a_cluster_that_is_down_at_start_gives_503s(make_client: MakeClient) -> None:
+    client = await make_client(redis_url=f"redis://127.0.0.1:{free_port()}")  # nothing listens there
+    health = await client.get("/health")
+    assert health.status == 503 and (await health.json())["checks"]["redis"] == "down"
+    resp = await client.post("/session", json={"ble_token": new_token(), "interests": ["devops"]})
+    assert resp.status == 503 and (await resp.json())["error"]["code"] == "unavailable"
