@@ -25,8 +25,8 @@ from typing import Any
 
 import asyncpg
 
-from proximity_server.discover import DiscoverParams, DiscoverService, decode_cursor
-from proximity_server.profiles import ProfileService, today_utc, years_before
+from proximity_server.features.discover import DiscoverParams, DiscoverService, decode_cursor
+from proximity_server.features.profiles import ProfileService, today_utc, years_before
 from store import db
 from store.discover import DiscoverQuery, DiscoverStore, page_sql
 from store.photos import PhotoRecords

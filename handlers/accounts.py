@@ -7,10 +7,10 @@ import time
 import orjson
 from aiohttp import web
 
-from proximity_server import keys
-from proximity_server.accounts import TokenPair, normalise_email
-from proximity_server.auth import authenticated_user, client_ip
-from proximity_server.http import read_json_object, require_str
+from proximity_server.app import state as keys
+from proximity_server.app.auth import authenticated_user, client_ip
+from proximity_server.app.http import read_json_object, require_str
+from proximity_server.features.accounts import TokenPair, normalise_email
 
 
 def _pair(status: int, pair: TokenPair) -> web.Response:

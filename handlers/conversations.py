@@ -8,10 +8,10 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from proximity_server import keys
-from proximity_server.auth import authenticated_user
-from proximity_server.http import path_uuid, read_json_object
-from proximity_server.pagination import page_limit
+from proximity_server.app import state as keys
+from proximity_server.app.auth import authenticated_user
+from proximity_server.app.http import path_uuid, read_json_object
+from proximity_server.features.pagination import page_limit
 
 CONVERSATION: Final = "conversation"
 

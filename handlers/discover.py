@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from proximity_server import keys
-from proximity_server.auth import authenticated_user
-from proximity_server.discover import parse_params
+from proximity_server.app import state as keys
+from proximity_server.app.auth import authenticated_user
+from proximity_server.features.discover import parse_params
 
 
 async def discover(request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from proximity_server import keys
+from proximity_server.app import state as keys
 from store import db, redis_client
 
 PROBE_TIMEOUT_SECONDS: Final = 1.0

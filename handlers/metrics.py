@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from proximity_server import keys
-from proximity_server.http import bearer_token
-from proximity_server.stats import check_admin
+from proximity_server.app import state as keys
+from proximity_server.app.http import bearer_token
+from proximity_server.features.stats import check_admin
 
 
 async def metrics(request: web.Request) -> web.Response:

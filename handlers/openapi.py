@@ -7,7 +7,7 @@ from functools import cache
 import orjson
 from aiohttp import web
 
-from proximity_server.openapi import document
+from proximity_server.app.openapi import document
 
 
 @cache

@@ -10,13 +10,13 @@ import orjson
 from aiohttp import web
 
 from protocol.codes import ErrorCode
-from proximity_server import keys
-from proximity_server.auth import authenticated_user
-from proximity_server.errors import BadRequest
-from proximity_server.http import path_uuid, read_json_value, read_multipart_file
-from proximity_server.logs import request_id_var
-from proximity_server.middlewares import REQUEST_ID_HEADER, SECURITY_HEADERS
-from proximity_server.photos import MAX_PHOTOS, MAX_UPLOAD_BYTES
+from proximity_server.app import state as keys
+from proximity_server.app.auth import authenticated_user
+from proximity_server.app.http import path_uuid, read_json_value, read_multipart_file
+from proximity_server.app.middlewares import REQUEST_ID_HEADER, SECURITY_HEADERS
+from proximity_server.features.errors import BadRequest
+from proximity_server.features.photos import MAX_PHOTOS, MAX_UPLOAD_BYTES
+from proximity_server.runtime.logs import request_id_var
 
 FILE_FIELD: Final = "file"
 # Photo bytes are private to signed-in users: caches may keep them per user only.

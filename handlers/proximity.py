@@ -11,11 +11,11 @@ from aiohttp import web
 from protocol.codec import DecodeError
 from protocol.codes import CloseCode, ErrorCode
 from protocol.messages import FrameError, error_frame, parse_command, result_error, result_ok
-from proximity_server import keys
-from proximity_server.auth import authenticated_user
-from proximity_server.http import bearer_token, read_json_object
-from proximity_server.proximity import iso_utc, looks_like_access_token
-from proximity_server.wsconn import WebSocketConnection
+from proximity_server.app import state as keys
+from proximity_server.app.auth import authenticated_user
+from proximity_server.app.http import bearer_token, read_json_object
+from proximity_server.features.proximity import iso_utc, looks_like_access_token
+from proximity_server.realtime.connection import WebSocketConnection
 
 log = logging.getLogger(__name__)
 

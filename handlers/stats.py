@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from proximity_server import keys
-from proximity_server.http import bearer_token
-from proximity_server.stats import check_admin, today_stats
+from proximity_server.app import state as keys
+from proximity_server.app.http import bearer_token
+from proximity_server.features.stats import check_admin, today_stats
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -1,27 +1,30 @@
-"""proximity_server: an async, realtime-first server for proximity and chat.
+r"""proximity_server: an async, realtime-first server for proximity and chat.
 
-    app.py          create_app(settings): the factory
-    routes.py       the route table
-    middlewares.py  request id + access log + security headers, error envelope
-    lifecycle.py    cleanup contexts: Redis, PostgreSQL, pub/sub, flusher, sweeper
-    keys.py         typed application state keys
-    http.py         request parsing shared by handlers (JSON bodies, bearer tokens)
-    errors.py       typed API errors
-    hub.py          local WebSocket connections by channel, bounded send queues
-    broker.py       the Redis pub/sub listener feeding the hub
-    proximity.py    session / match / socket logic
-    stats.py        admin statistics and the counter flusher
-    taxonomy.py     interests -> categories (data/taxonomy.json)
-    embedded.py     embedded PostgreSQL and Redis for a machine with neither
-    logs.py         JSON log lines with the request id
+The package is grouped by role; the folder names draw the architecture:
+
+    app/        the aiohttp application: factory, route table, typed state
+                keys, the composition root (lifecycle), middlewares, request
+                parsing and authentication, the OpenAPI document
+    features/   the logic of each feature, one module per feature, named like
+                its handler (handlers/) and its store (store/)
+    realtime/   live delivery: the slim socket, the hub of local sockets, the
+                pub/sub broker, the signed-in user's socket
+    runtime/    the process: serving and draining, the supervisor of
+                --workers, embedded services for development, metrics, logs
+
+Dependencies run one way:
+
+    handlers/ --> proximity_server.features --> store/  (Redis, PostgreSQL, S3)
+              \-> proximity_server.realtime --/
+    protocol/ (wire format) and config/ (settings) are leaves everyone may use.
 
 Data flow of a match:
 
-    phone --POST /match--> handlers.proximity --> proximity.ProximityService
+    phone --POST /match--> handlers.proximity --> features.proximity
         --> store.proximity (one Lua script: auth, intersect, dedupe, count, PUBLISH)
-    Redis pub/sub --> broker.RedisBroker (every process) --> hub.Hub --> sockets
+    Redis pub/sub --> realtime.broker (every process) --> realtime.hub --> sockets
 """
 
-from proximity_server.app import create_app
+from proximity_server.app.factory import create_app
 
 __all__ = ["create_app"]

@@ -16,9 +16,9 @@ from typing import Final
 
 import asyncpg
 
-from store.keys import Keys
 from store.pubsub import Publisher
 from store.redis_client import RedisClient
+from store.redis_keys import Keys
 
 VALID_AFTER_CACHE_SECONDS: Final = 24 * 3600
 # Cache value for a user that does not exist (any more).

@@ -38,8 +38,8 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from store.keys import Keys
 from store.pubsub import Publisher
+from store.redis_keys import Keys
 
 EVENT_PREFIX: Final = "event|"
 EVENT_RETENTION_DAYS: Final = 30

@@ -8,8 +8,8 @@ no TTL: a block lasts until it is lifted.
 
 from __future__ import annotations
 
-from store.keys import Keys
 from store.redis_client import RedisClient
+from store.redis_keys import Keys
 
 
 class HiddenPairs:

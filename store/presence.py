@@ -7,7 +7,7 @@ score to "now"; a crashed process's claims simply run out. So a user is
 online while some score lies in the future, and their last-seen time is the
 highest score once none does.
 
-Users are spread over ``PRESENCE_SHARDS`` deadline sets (see ``store/keys.py``),
+Users are spread over ``PRESENCE_SHARDS`` deadline sets (see ``store/redis_keys.py``),
 each in the cluster slot of its users' presence sets, so the claim and reap
 scripts touch one slot.
 """
@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from store.keys import PRESENCE_SHARDS, Keys, presence_shard
 from store.redis_client import RedisClient
+from store.redis_keys import PRESENCE_SHARDS, Keys, presence_shard
 
 PRESENCE_RETENTION_SECONDS: Final = 30 * 24 * 3600
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from store.keys import Keys
 from store.mux import MuxCluster, MuxRedis
 from store.redis_client import RedisClient, lua_source
+from store.redis_keys import Keys
 
 
 class SessionWrite(IntEnum):

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from store.keys import Keys
 from store.redis_client import RedisClient
+from store.redis_keys import Keys
 
 BATCH_FIELD = "batch"
 BATCH_RETENTION_DAYS = 7

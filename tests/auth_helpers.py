@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
 from proximity_server import create_app
-from proximity_server.auth import authenticated_user
+from proximity_server.app.auth import authenticated_user
 
 TEST_JWT_SECRET = "test-jwt-secret-" + "k" * 48
 TEST_PASSWORD = "correct horse battery staple"

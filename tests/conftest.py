@@ -2,7 +2,7 @@
 
 With DATABASE_URL and REDIS_URL set, tests use those servers; otherwise an
 embedded PostgreSQL and Redis are started once for the run under
-``.data/test`` (see proximity_server/embedded.py) and stopped at the end.
+``.data/test`` (see proximity_server/runtime/embedded.py) and stopped at the end.
 Each test gets its own PostgreSQL schema and Redis key prefix, and drops
 them afterwards.
 """
@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 
 from config.settings import Settings, normalise_database_url
 from proximity_server import create_app
-from proximity_server.embedded import EmbeddedServices
+from proximity_server.runtime.embedded import EmbeddedServices
 from store.redis_client import RedisClient, create_client
 from tests.redis_cluster import running_cluster
 

@@ -1,0 +1,144 @@
+"""Middlewares: request id + access log + security headers, and the error envelope.
+
+Every error leaves as ``{"error": {"code", "message"}}`` with the right
+status; an unexpected exception is logged with its traceback and answered
+with a bare 500, never the traceback itself. A backing service that is down
+gives 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from typing import Final
+
+import asyncpg
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from redis.exceptions import ClusterError, RedisClusterException, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from protocol.codes import ErrorCode
+from proximity_server.app import state as keys
+from proximity_server.features.errors import ApiError
+from proximity_server.realtime.broker import BrokerUnavailable
+from proximity_server.runtime.logs import request_id_var
+from proximity_server.runtime.metrics import UNMATCHED_ROUTE
+
+log = logging.getLogger("proximity_server.access")
+error_log = logging.getLogger("proximity_server.features.errors")
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+_VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+SECURITY_HEADERS: Final = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+_HTTP_CODES: Final = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.UNAVAILABLE,
+}
+
+# Errors that mean a backing service is down or unreachable.
+UNAVAILABLE_ERRORS: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    # A Redis Cluster with a node down or its slots moving (CLUSTERDOWN,
+    # TRYAGAIN, "slot not covered", or redirections that did not settle).
+    ClusterError,
+    TryAgainError,
+    RedisClusterException,
+    BrokerUnavailable,
+    asyncpg.ConnectionFailureError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    # The server ended the session (pg_terminate_backend, shutdown, crash) ...
+    asyncpg.exceptions.OperatorInterventionError,
+    # ... which asyncpg may instead report on the connection's next use as
+    # "cannot switch to state 15" (MagicStack/asyncpg#784, #1069).
+    asyncpg.exceptions.InternalClientError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def make_request_context(access_log: bool) -> web.middleware:  # type: ignore[valid-type]
+    @web.middleware
+    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER)
+        request_id = incoming if incoming and _VALID_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            if not response.prepared:
+                response.headers[REQUEST_ID_HEADER] = request_id
+                response.headers.update(SECURITY_HEADERS)
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics = request.app.get(keys.METRICS)
+            if metrics is not None:
+                resource = request.match_info.route.resource
+                route = resource.canonical if resource is not None else UNMATCHED_ROUTE
+                metrics.requests.observe(route, request.method, status, elapsed)
+            if access_log:
+                log.info(
+                    "request",
+                    extra={
+                        "method": request.method,
+                        "path": request.path,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 3),
+                        "remote": request.remote,
+                    },
+                )
+            request_id_var.reset(token)
+
+    return request_context
+
+
+@web.middleware
+async def error_envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, ErrorCode.BAD_REQUEST)
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        return error_response(exc.status, code, exc.reason, headers)
+    except UNAVAILABLE_ERRORS as exc:
+        error_log.warning("backing service unavailable", extra={"error": repr(exc), "path": request.path})
+        return error_response(503, ErrorCode.UNAVAILABLE, "a backing service is unavailable; retry shortly")
+    except Exception:
+        error_log.exception("unhandled error", extra={"path": request.path})
+        return error_response(500, ErrorCode.INTERNAL, "internal error")

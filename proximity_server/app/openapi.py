@@ -1,0 +1,770 @@
+"""The OpenAPI 3.1 description of every HTTP route, built once as a dict.
+
+Served by ``GET /openapi.json`` (handlers/openapi.py). WebSocket routes are
+listed with an ``x-websocket`` marker; their frames are described in the text.
+tests/api/test_openapi.py fails when a route in routes.py is missing here.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Final
+
+OPENAPI_VERSION: Final = "3.1.0"
+
+Schema = dict[str, Any]
+
+UUID: Final[Schema] = {"type": "string", "format": "uuid"}
+DATETIME: Final[Schema] = {"type": "string", "format": "date-time"}
+BLE_TOKEN: Final[Schema] = {"type": "string", "minLength": 8, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
+GENDER: Final[Schema] = {"type": "string", "enum": ["woman", "man", "nonbinary"]}
+CURSOR: Final[Schema] = {"type": ["string", "null"], "description": "opaque; pass back as ?cursor="}
+LOCATION: Final[Schema] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["lat", "lon"],
+    "properties": {
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+    },
+}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Schema], required: list[str], *, closed: bool = True) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "required": required}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _page(item: str) -> Schema:
+    return _obj({"items": {"type": "array", "items": ref(item)}, "next_cursor": CURSOR}, ["items", "next_cursor"])
+
+
+def _json_content(schema: Schema) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ok(description: str, schema: Schema | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description}
+    if schema is not None:
+        response["content"] = _json_content(schema)
+    return response
+
+
+ERROR_DESCRIPTIONS: Final = {
+    "400": "bad JSON, a missing, unknown or wrongly typed field, or a bad parameter",
+    "401": "no or bad credential",
+    "403": "not allowed",
+    "404": "not found",
+    "409": "conflict",
+    "413": "body too large",
+    "415": "unsupported media type",
+    "429": "rate limited (see Retry-After)",
+    "503": "a backing service is down",
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
+
+
+def _json_body(schema: Schema) -> dict[str, Any]:
+    return {"required": True, "content": _json_content(schema)}
+
+
+def _path_param(name: str, schema: Schema | None = None, description: str = "") -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+    if description:
+        param["description"] = description
+    return param
+
+
+def _query(name: str, schema: Schema, description: str = "") -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
+    if description:
+        param["description"] = description
+    return param
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    security: list[dict[str, list[str]]] | None = None,
+    body: dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
+    if tags:
+        op["tags"] = tags
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    op["security"] = security if security is not None else []
+    op.update(extra)
+    return op
+
+
+USER: Final[list[dict[str, list[str]]]] = [{"accessToken": []}]
+LIMIT_100: Final = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
+CURSOR_Q: Final = _query("cursor", {"type": "string"}, "a next_cursor from a previous page")
+ROUTE_UNKNOWN_ID: Final = (400, 401, 404, 429, 503)
+
+
+def _schemas() -> dict[str, Schema]:
+    profile_props: dict[str, Schema] = {
+        "display_name": {"type": "string", "minLength": 1, "maxLength": 50},
+        "birthdate": {"type": "string", "format": "date", "description": "ISO date; 18 or older"},
+        "gender": GENDER,
+        "interested_in": {"type": "array", "minItems": 1, "items": GENDER},
+        "bio": {"type": ["string", "null"], "maxLength": 500},
+        "interests": {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 64}},
+        "location": {"oneOf": [LOCATION, {"type": "null"}]},
+    }
+    photo = _obj(
+        {"photo_id": UUID, "url": {"type": "string"}, "thumb_url": {"type": "string"}, "position": {"type": "integer"}},
+        ["photo_id", "url", "thumb_url", "position"],
+        closed=False,
+    )
+    person = _obj({"user_id": UUID, "display_name": {"type": "string"}}, ["user_id", "display_name"], closed=False)
+    message = _obj(
+        {
+            "id": {"type": "integer"},
+            "conversation_id": UUID,
+            "sender_id": UUID,
+            "client_id": {"type": "string"},
+            "text": {"type": "string"},
+            "created_at": DATETIME,
+        },
+        ["id", "conversation_id", "sender_id", "text", "created_at"],
+        closed=False,
+    )
+    return {
+        "Error": _obj(
+            {
+                "error": _obj(
+                    {"code": {"type": "string", "examples": ["invalid_field"]}, "message": {"type": "string"}},
+                    ["code", "message"],
+                )
+            },
+            ["error"],
+        ),
+        "SessionRequest": _obj(
+            {
+                "ble_token": BLE_TOKEN,
+                "interests": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 20,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                },
+            },
+            ["ble_token", "interests"],
+        ),
+        "Session": _obj({"session_id": {"type": "string"}, "expires_at": DATETIME}, ["session_id", "expires_at"]),
+        "MatchRequest": _obj({"own_token": BLE_TOKEN, "detected_token": BLE_TOKEN}, ["own_token", "detected_token"]),
+        "MatchResult": _obj(
+            {
+                "match": {"type": "boolean"},
+                "shared_interests": {"type": "array", "items": {"type": "string"}},
+                "nudge_sent": {"type": "boolean"},
+            },
+            ["match", "shared_interests", "nudge_sent"],
+        ),
+        "Stats": _obj(
+            {
+                "total_sessions_today": {"type": "integer", "minimum": 0},
+                "total_matches_today": {"type": "integer", "minimum": 0},
+                "top_interest_categories": {"type": "array", "items": {"type": "string"}},
+                "active_sessions_now": {"type": "integer", "minimum": 0},
+            },
+            ["total_sessions_today", "total_matches_today", "top_interest_categories", "active_sessions_now"],
+            closed=False,
+        ),
+        "Health": _obj(
+            {
+                "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                "checks": {"type": "object", "additionalProperties": {"type": "string", "enum": ["ok", "down"]}},
+            },
+            ["status", "checks"],
+        ),
+        "Live": _obj({"status": {"const": "ok"}}, ["status"]),
+        "Credentials": _obj(
+            {"email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 10}},
+            ["email", "password"],
+        ),
+        "RefreshRequest": _obj({"refresh_token": {"type": "string"}}, ["refresh_token"]),
+        "TokenPair": _obj(
+            {
+                "user_id": UUID,
+                "access_token": {"type": "string", "description": "HS256 JWT, valid 15 minutes"},
+                "refresh_token": {"type": "string"},
+                "expires_in": {"type": "integer"},
+            },
+            ["user_id", "access_token", "refresh_token", "expires_in"],
+        ),
+        "ProfilePut": _obj(profile_props, ["display_name", "birthdate", "gender", "interested_in"]),
+        "ProfilePatch": _obj(profile_props, []),
+        "Profile": {
+            "type": "object",
+            "description": "your own profile, with age, photos and updated_at",
+            "properties": {
+                **profile_props,
+                "age": {"type": "integer"},
+                "photos": {"type": "array", "items": ref("Photo")},
+            },
+        },
+        "Me": _obj(
+            {
+                "user_id": UUID,
+                "email": {"type": "string"},
+                "created_at": DATETIME,
+                "profile": {"oneOf": [ref("Profile"), {"type": "null"}]},
+            },
+            ["user_id", "email", "created_at", "profile"],
+            closed=False,
+        ),
+        "PublicProfile": _obj(
+            {
+                "user_id": UUID,
+                "display_name": {"type": "string"},
+                "age": {"type": "integer"},
+                "gender": GENDER,
+                "bio": {"type": ["string", "null"]},
+                "interests": {"type": "array", "items": {"type": "string"}},
+                "photos": {"type": "array", "items": ref("Photo")},
+                "distance_km": {"type": ["integer", "null"], "minimum": 1},
+            },
+            ["user_id", "display_name"],
+            closed=False,
+        ),
+        "DiscoverPage": _page("PublicProfile"),
+        "Photo": photo,
+        "PhotoList": _obj({"items": {"type": "array", "items": ref("Photo")}}, ["items"]),
+        "PhotoOrder": {"type": "array", "maxItems": 6, "items": UUID, "description": "exactly your photo ids"},
+        "LikeRequest": _obj(
+            {"user_id": UUID, "action": {"type": "string", "enum": ["like", "pass"]}}, ["user_id", "action"]
+        ),
+        "LikeResult": _obj({"matched": {"type": "boolean"}, "match_id": UUID, "conversation_id": UUID}, ["matched"]),
+        "Person": person,
+        "Match": _obj(
+            {"match_id": UUID, "conversation_id": UUID, "created_at": DATETIME, "user": ref("Person")},
+            ["match_id", "conversation_id", "created_at", "user"],
+            closed=False,
+        ),
+        "MatchPage": _page("Match"),
+        "BlockRequest": _obj({"user_id": UUID}, ["user_id"]),
+        "ReportRequest": _obj(
+            {
+                "user_id": UUID,
+                "reason": {
+                    "type": "string",
+                    "enum": [
+                        "spam",
+                        "harassment",
+                        "inappropriate_content",
+                        "fake_profile",
+                        "underage",
+                        "scam",
+                        "other",
+                    ],
+                },
+                "details": {"type": "string", "maxLength": 2000},
+            },
+            ["user_id", "reason"],
+        ),
+        "Report": _obj({"report_id": UUID}, ["report_id"]),
+        "Message": message,
+        "MessagePage": _page("Message"),
+        "SendMessage": _obj(
+            {
+                "client_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                "text": {"type": "string", "minLength": 1, "maxLength": 4000},
+            },
+            ["client_id", "text"],
+        ),
+        "Conversation": _obj(
+            {
+                "conversation_id": UUID,
+                "match_id": UUID,
+                "created_at": DATETIME,
+                "last_activity_at": DATETIME,
+                "user": ref("Person"),
+                "last_message": {"oneOf": [ref("Message"), {"type": "null"}]},
+                "unread_count": {"type": "integer", "minimum": 0},
+            },
+            ["conversation_id", "user"],
+            closed=False,
+        ),
+        "ConversationPage": _page("Conversation"),
+        "ReadRequest": _obj({"up_to": {"type": "integer", "minimum": 1}}, ["up_to"]),
+        "ReadMark": _obj(
+            {"conversation_id": UUID, "last_read_message_id": {"type": ["integer", "null"]}},
+            ["conversation_id", "last_read_message_id"],
+            closed=False,
+        ),
+    }
+
+
+WS_PROXIMITY_DESCRIPTION: Final = (
+    "WebSocket upgrade (x-websocket). Subprotocol `proximity.json` (JSON text frames, default) or "
+    "`proximity.msgpack` (msgpack binary frames). Server events: `nudge`. Client commands: "
+    '`{"type": "ping", "id": 1}` answered by `{"type": "result", "id": 1, "ok": true, "result": {"pong": true}}`. '
+    "A bad frame gets an `error` frame (or a failed `result`); five close the socket with 1008. "
+    "Close codes: 1001 shutdown, 1008 repeated bad frames, 1009 frame over 16 KiB, 4008 slow reader, "
+    "4410 session expired."
+)
+WS_USER_DESCRIPTION: Final = (
+    "WebSocket upgrade (x-websocket) carrying every event of the signed-in user. The access token comes "
+    "in the Authorization header, `?access_token=`, or an `auth` frame within 10 seconds. Commands: "
+    "`auth`, `send_message`, `typing`, `read`, `resume`, `refresh`, `ping`, each answered by one `result`. "
+    "Bad frames get error frames; five close with 1008; frames over 64 KiB close with 1009; an expired "
+    "or revoked credential closes with 4401."
+)
+
+
+def _paths() -> dict[str, Any]:
+    e = _errors
+    session_param = _path_param("ble_token", BLE_TOKEN)
+    return {
+        "/livez": {"get": _op("livez", "Liveness (no I/O)", {"200": _ok("alive", ref("Live"))}, tags=["health"])},
+        "/health": {
+            "get": _op(
+                "health",
+                "Readiness: probes Redis, PostgreSQL and pub/sub",
+                {"200": _ok("all ok", ref("Health")), "503": _ok("something is down", ref("Health"))},
+                tags=["health"],
+            )
+        },
+        "/openapi.json": {
+            "get": _op(
+                "openapi",
+                "This document",
+                {"200": _ok("the OpenAPI 3.1 document", {"type": "object"})},
+                tags=["meta"],
+            )
+        },
+        "/session": {
+            "post": _op(
+                "createSession",
+                "Register (or refresh) a BLE token",
+                {
+                    "201": _ok("created", ref("Session")),
+                    "200": _ok("refreshed (the same session_id)", ref("Session")),
+                    **e(400, 401, 409, 413, 415, 429, 503),
+                },
+                body=_json_body(ref("SessionRequest")),
+                security=[{}, {"sessionId": []}, {"accessToken": []}],
+                description="A live token gives 409 unless the request carries that session's secret "
+                "(a refresh). An access token links the session to the signed-in user.",
+                tags=["proximity"],
+            )
+        },
+        "/match": {
+            "post": _op(
+                "match",
+                "Report a detected token",
+                {"200": _ok("the decision", ref("MatchResult")), **e(400, 401, 413, 415, 503)},
+                body=_json_body(ref("MatchRequest")),
+                security=[{"sessionId": []}],
+                tags=["proximity"],
+            )
+        },
+        "/ws/{ble_token}": {
+            "get": _op(
+                "proximitySocket",
+                "WebSocket: the nudge channel of a BLE token",
+                {"101": {"description": "switching protocols"}, **e(400, 401, 503)},
+                parameters=[
+                    session_param,
+                    _query("session_id", {"type": "string"}, "the session secret, for clients that cannot set headers"),
+                ],
+                security=[{"sessionId": []}, {"sessionIdQuery": []}],
+                description=WS_PROXIMITY_DESCRIPTION,
+                tags=["proximity"],
+                **{"x-websocket": {"subprotocols": ["proximity.json", "proximity.msgpack"], "max_frame_bytes": 16384}},
+            )
+        },
+        "/ws": {
+            "get": _op(
+                "userSocket",
+                "WebSocket: the signed-in user's event socket",
+                {"101": {"description": "switching protocols"}, **e(400, 401, 429, 503)},
+                parameters=[_query("access_token", {"type": "string"}, "the access token, instead of the header")],
+                security=[{}, {"accessToken": []}, {"accessTokenQuery": []}],
+                description=WS_USER_DESCRIPTION,
+                tags=["realtime"],
+                **{"x-websocket": {"subprotocols": ["proximity.json", "proximity.msgpack"], "max_frame_bytes": 65536}},
+            )
+        },
+        "/stats": {
+            "get": _op(
+                "stats",
+                "Today's aggregates (admins)",
+                {"200": _ok("aggregates", ref("Stats")), **e(401, 403, 503)},
+                security=[{"adminToken": []}],
+                tags=["admin"],
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "metrics",
+                "Prometheus metrics (admins)",
+                {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **e(401, 403),
+                },
+                security=[{"adminToken": []}],
+                tags=["admin"],
+            )
+        },
+        "/auth/register": {
+            "post": _op(
+                "register",
+                "Create an account",
+                {"201": _ok("registered", ref("TokenPair")), **e(400, 409, 413, 415, 429, 503)},
+                body=_json_body(ref("Credentials")),
+                tags=["auth"],
+            )
+        },
+        "/auth/login": {
+            "post": _op(
+                "login",
+                "Log in",
+                {"200": _ok("logged in", ref("TokenPair")), **e(400, 401, 413, 415, 429, 503)},
+                body=_json_body(ref("Credentials")),
+                tags=["auth"],
+            )
+        },
+        "/auth/refresh": {
+            "post": _op(
+                "refresh",
+                "Swap a refresh token for a new pair (rotation)",
+                {"200": _ok("a new pair", ref("TokenPair")), **e(400, 401, 413, 415, 429, 503)},
+                body=_json_body(ref("RefreshRequest")),
+                tags=["auth"],
+            )
+        },
+        "/auth/logout": {
+            "post": _op(
+                "logout",
+                "Revoke this login",
+                {"204": _ok("logged out"), **e(400, 401, 413, 415, 429, 503)},
+                body=_json_body(ref("RefreshRequest")),
+                tags=["auth"],
+            )
+        },
+        "/auth/logout-all": {
+            "post": _op(
+                "logoutAll",
+                "Revoke every login of the user",
+                {"204": _ok("logged out everywhere"), **e(401, 429, 503)},
+                security=USER,
+                tags=["auth"],
+            )
+        },
+        "/me": {
+            "get": _op(
+                "me",
+                "Your account and profile",
+                {"200": _ok("you", ref("Me")), **e(401, 429, 503)},
+                security=USER,
+                tags=["profiles"],
+            )
+        },
+        "/me/profile": {
+            "put": _op(
+                "putProfile",
+                "Create or fully replace your profile",
+                {"200": _ok("the profile", ref("Profile")), **e(400, 401, 413, 415, 429, 503)},
+                body=_json_body(ref("ProfilePut")),
+                security=USER,
+                tags=["profiles"],
+            ),
+            "patch": _op(
+                "patchProfile",
+                "Change some profile fields",
+                {"200": _ok("the profile", ref("Profile")), **e(400, 401, 413, 415, 429, 503)},
+                body=_json_body(ref("ProfilePatch")),
+                security=USER,
+                tags=["profiles"],
+            ),
+        },
+        "/profiles/{user_id}": {
+            "get": _op(
+                "publicProfile",
+                "Someone's public profile",
+                {"200": _ok("the public view", ref("PublicProfile")), **e(401, 404, 429, 503)},
+                parameters=[_path_param("user_id", UUID)],
+                security=USER,
+                tags=["profiles"],
+            )
+        },
+        "/discover": {
+            "get": _op(
+                "discover",
+                "People who fit both ways",
+                {"200": _ok("a page", ref("DiscoverPage")), **e(400, 401, 409, 429, 503)},
+                parameters=[
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 50, "default": 20}),
+                    CURSOR_Q,
+                    _query("min_age", {"type": "integer", "minimum": 18, "maximum": 120}),
+                    _query("max_age", {"type": "integer", "minimum": 18, "maximum": 120}),
+                    _query("gender", GENDER),
+                    _query("max_distance_km", {"type": "number", "exclusiveMinimum": 0}),
+                ],
+                security=USER,
+                description="Unknown query parameters are 400.",
+                tags=["discover"],
+            )
+        },
+        "/me/photos": {
+            "post": _op(
+                "uploadPhoto",
+                "Upload a photo (JPEG, PNG or WebP, at most 10 MB)",
+                {"201": _ok("stored", ref("Photo")), **e(400, 401, 409, 413, 415, 429, 503)},
+                body={
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "file": {"type": "string", "contentMediaType": "application/octet-stream"}
+                                },
+                            }
+                        }
+                    },
+                },
+                security=USER,
+                tags=["photos"],
+            ),
+            "get": _op(
+                "listPhotos",
+                "Your photos",
+                {"200": _ok("in order", ref("PhotoList")), **e(401, 429, 503)},
+                security=USER,
+                tags=["photos"],
+            ),
+        },
+        "/me/photos/order": {
+            "put": _op(
+                "reorderPhotos",
+                "Reorder your photos",
+                {"200": _ok("the new order", ref("PhotoList")), **e(400, 401, 413, 415, 429, 503)},
+                body=_json_body(ref("PhotoOrder")),
+                security=USER,
+                tags=["photos"],
+            )
+        },
+        "/me/photos/{photo_id}": {
+            "delete": _op(
+                "deletePhoto",
+                "Delete one of your photos",
+                {"204": _ok("deleted"), **e(401, 404, 429, 503)},
+                parameters=[_path_param("photo_id", UUID)],
+                security=USER,
+                tags=["photos"],
+            )
+        },
+        "/photos/{photo_id}": {
+            "get": _op(
+                "photo",
+                "A photo's bytes",
+                {
+                    "200": {
+                        "description": "the image",
+                        "content": {
+                            m: {"schema": {"type": "string"}} for m in ("image/jpeg", "image/png", "image/webp")
+                        },
+                    },
+                    **e(401, 404, 503),
+                },
+                parameters=[_path_param("photo_id", UUID)],
+                security=USER,
+                tags=["photos"],
+            )
+        },
+        "/photos/{photo_id}/thumb": {
+            "get": _op(
+                "photoThumb",
+                "A photo's 320 px thumbnail",
+                {
+                    "200": {
+                        "description": "the thumbnail",
+                        "content": {
+                            m: {"schema": {"type": "string"}} for m in ("image/jpeg", "image/png", "image/webp")
+                        },
+                    },
+                    **e(401, 404, 503),
+                },
+                parameters=[_path_param("photo_id", UUID)],
+                security=USER,
+                tags=["photos"],
+            )
+        },
+        "/likes": {
+            "post": _op(
+                "like",
+                "Like or pass on someone",
+                {"200": _ok("recorded", ref("LikeResult")), **e(400, 401, 404, 409, 413, 415, 429, 503)},
+                body=_json_body(ref("LikeRequest")),
+                security=USER,
+                tags=["likes"],
+            )
+        },
+        "/matches": {
+            "get": _op(
+                "listMatches",
+                "Your active matches, newest first",
+                {"200": _ok("a page", ref("MatchPage")), **e(400, 401, 429, 503)},
+                parameters=[LIMIT_100, CURSOR_Q],
+                security=USER,
+                tags=["likes"],
+            )
+        },
+        "/matches/{match_id}": {
+            "delete": _op(
+                "unmatch",
+                "Unmatch",
+                {"204": _ok("ended"), **e(401, 404, 429, 503)},
+                parameters=[_path_param("match_id", UUID)],
+                security=USER,
+                tags=["likes"],
+            )
+        },
+        "/blocks": {
+            "post": _op(
+                "block",
+                "Block someone (idempotent; also unmatches)",
+                {"204": _ok("blocked"), **e(400, 401, 404, 413, 415, 429, 503)},
+                body=_json_body(ref("BlockRequest")),
+                security=USER,
+                tags=["likes"],
+            )
+        },
+        "/blocks/{user_id}": {
+            "delete": _op(
+                "unblock",
+                "Unblock someone",
+                {"204": _ok("unblocked"), **e(401, 404, 429, 503)},
+                parameters=[_path_param("user_id", UUID)],
+                security=USER,
+                tags=["likes"],
+            )
+        },
+        "/reports": {
+            "post": _op(
+                "report",
+                "Report someone",
+                {"201": _ok("filed", ref("Report")), **e(400, 401, 404, 413, 415, 429, 503)},
+                body=_json_body(ref("ReportRequest")),
+                security=USER,
+                tags=["likes"],
+            )
+        },
+        "/conversations": {
+            "get": _op(
+                "listConversations",
+                "Your open conversations, most recent activity first",
+                {"200": _ok("a page", ref("ConversationPage")), **e(400, 401, 429, 503)},
+                parameters=[LIMIT_100, CURSOR_Q],
+                security=USER,
+                tags=["conversations"],
+            )
+        },
+        "/conversations/{conversation_id}/messages": {
+            "get": _op(
+                "listMessages",
+                "A conversation's history, newest first",
+                {"200": _ok("a page", ref("MessagePage")), **e(400, 401, 404, 429, 503)},
+                parameters=[
+                    _path_param("conversation_id", UUID),
+                    LIMIT_100,
+                    CURSOR_Q,
+                    _query("before", {"type": "integer", "minimum": 1}, "only messages with a smaller id"),
+                ],
+                security=USER,
+                tags=["conversations"],
+            ),
+            "post": _op(
+                "sendMessage",
+                "Send a message (idempotent per client_id)",
+                {
+                    "201": _ok("sent", ref("Message")),
+                    "200": _ok("a retry: the message sent before", ref("Message")),
+                    **e(400, 401, 404, 409, 413, 415, 429, 503),
+                },
+                parameters=[_path_param("conversation_id", UUID)],
+                body=_json_body(ref("SendMessage")),
+                security=USER,
+                tags=["conversations"],
+            ),
+        },
+        "/conversations/{conversation_id}/read": {
+            "post": _op(
+                "markRead",
+                "Mark read up to a message",
+                {"200": _ok("the read mark", ref("ReadMark")), **e(400, 401, 404, 413, 415, 429, 503)},
+                parameters=[_path_param("conversation_id", UUID)],
+                body=_json_body(ref("ReadRequest")),
+                security=USER,
+                tags=["conversations"],
+            )
+        },
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (built once; treat as read-only)."""
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "proximity_server",
+            "version": "1",
+            "description": 'Errors are always JSON `{"error": {"code", "message"}}` with the matching status. '
+            "Every response carries an `X-Request-ID`.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "responses": {
+                f"E{status}": {"description": text, "content": _json_content(ref("Error"))}
+                for status, text in ERROR_DESCRIPTIONS.items()
+            },
+            "securitySchemes": {
+                "accessToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "an access token from /auth/register, /auth/login or /auth/refresh",
+                },
+                "accessTokenQuery": {"type": "apiKey", "in": "query", "name": "access_token"},
+                "sessionId": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the session_id (secret) from POST /session",
+                },
+                "sessionIdQuery": {"type": "apiKey", "in": "query", "name": "session_id"},
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "the ADMIN_TOKEN setting"},
+            },
+        },
+    }

@@ -1,0 +1,62 @@
+"""The route table: every URL the server answers, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers import (
+    accounts,
+    conversations,
+    discover,
+    health,
+    likes,
+    metrics,
+    openapi,
+    photos,
+    profiles,
+    proximity,
+    stats,
+    user_socket,
+)
+
+
+def add_routes(app: web.Application) -> list[web.AbstractRoute]:
+    return app.router.add_routes(
+        [
+            web.get("/livez", health.livez, allow_head=False),
+            web.get("/health", health.health, allow_head=False),
+            web.get("/openapi.json", openapi.openapi, allow_head=False),
+            web.post("/session", proximity.create_session),
+            web.post("/match", proximity.match),
+            web.get("/ws/{ble_token}", proximity.proximity_socket, allow_head=False),
+            web.get("/ws", user_socket.user_socket, allow_head=False),
+            web.get("/stats", stats.stats, allow_head=False),
+            web.get("/metrics", metrics.metrics, allow_head=False),
+            web.post("/auth/register", accounts.register),
+            web.post("/auth/login", accounts.login),
+            web.post("/auth/refresh", accounts.refresh),
+            web.post("/auth/logout", accounts.logout),
+            web.post("/auth/logout-all", accounts.logout_all),
+            web.get("/me", profiles.me, allow_head=False),
+            web.put("/me/profile", profiles.put_profile),
+            web.patch("/me/profile", profiles.patch_profile),
+            web.get("/profiles/{user_id}", profiles.public_profile, allow_head=False),
+            web.get("/discover", discover.discover, allow_head=False),
+            web.post("/me/photos", photos.upload_photo),
+            web.get("/me/photos", photos.list_photos, allow_head=False),
+            web.put("/me/photos/order", photos.reorder_photos),
+            web.delete("/me/photos/{photo_id}", photos.delete_photo),
+            web.get("/photos/{photo_id}", photos.photo, allow_head=False),
+            web.get("/photos/{photo_id}/thumb", photos.photo_thumb, allow_head=False),
+            web.post("/likes", likes.like),
+            web.get("/matches", likes.list_matches, allow_head=False),
+            web.delete("/matches/{match_id}", likes.unmatch),
+            web.post("/blocks", likes.block),
+            web.delete("/blocks/{user_id}", likes.unblock),
+            web.post("/reports", likes.report),
+            web.get("/conversations", conversations.list_conversations, allow_head=False),
+            web.get("/conversations/{conversation_id}/messages", conversations.list_messages, allow_head=False),
+            web.post("/conversations/{conversation_id}/messages", conversations.send_message),
+            web.post("/conversations/{conversation_id}/read", conversations.mark_read),
+        ]
+    )

@@ -1,0 +1,298 @@
+"""Photos: upload (sniffed, cleaned, resized), order, delete, serve; local and S3 stores."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from PIL import ExifTags, Image
+
+from config.settings import Settings, photos_dir
+from proximity_server.features import photos as photos_module
+from proximity_server.features.photos import MAX_UPLOAD_BYTES, clean_image, sniff_format
+from tests.conftest import AppClient, MakeClient
+from tests.profile_helpers import ACCOUNT_SETTINGS, User, image_bytes, sign_up, upload, upload_form
+from tests.servers import free_port
+
+S3_BUCKET = "photos-test"
+S3_CREDENTIALS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_region": "us-east-1"}
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return settings.with_overrides(**ACCOUNT_SETTINGS, data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> AppClient:
+    return await make_client()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API on loopback (moto's server mode), with a bucket."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        s3_client(endpoint).create_bucket(Bucket=S3_BUCKET)
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def gps_jpeg(size: tuple[int, int] = (120, 80)) -> bytes:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "SpyCam"
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (52.0, 31.0, 12.0)
+    gps[ExifTags.GPS.GPSLongitudeRef] = "E"
+    gps[ExifTags.GPS.GPSLongitude] = (13.0, 24.0, 18.0)
+    out = io.BytesIO()
+    Image.new("RGB", size, (10, 120, 40)).save(out, format="JPEG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+def stored_files(settings: Settings) -> list[Path]:
+    root = photos_dir(settings)
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+async def fetch(client: AppClient, user: User, url: str) -> tuple[int, str, bytes]:
+    resp = await client.get(url, headers=user.headers)
+    return resp.status, resp.headers.get("Content-Type", ""), await resp.read()
+
+
+async def test_upload_serves_clean_resized_photo_and_thumbnail(client: AppClient) -> None:
+    alice = await sign_up(client)
+    bob = await sign_up(client)
+    photo = await upload(client, alice, image_bytes("JPEG", (3000, 1000)))
+    assert set(photo) == {"photo_id", "url", "thumb_url", "position"}
+    assert photo["position"] == 0
+    assert photo["url"] == f"/photos/{photo['photo_id']}"
+    status, content_type, data = await fetch(client, bob, photo["url"])  # any signed-in user
+    assert status == 200 and content_type == "image/jpeg"
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "JPEG" and img.size == (2048, 683)
+    status, content_type, data = await fetch(client, alice, photo["thumb_url"])
+    assert status == 200 and content_type == "image/jpeg"
+    with Image.open(io.BytesIO(data)) as img:
+        assert max(img.size) == 320
+
+
+async def test_png_and_webp_keep_their_type(client: AppClient) -> None:
+    user = await sign_up(client)
+    for fmt, content_type in (("PNG", "image/png"), ("WEBP", "image/webp")):
+        photo = await upload(client, user, image_bytes(fmt))
+        status, served_type, data = await fetch(client, user, photo["url"])
+        assert status == 200 and served_type == content_type
+        assert sniff_format(data) == fmt
+
+
+async def test_exif_and_gps_are_stripped(client: AppClient, settings: Settings) -> None:
+    original = gps_jpeg()
+    with Image.open(io.BytesIO(original)) as img:
+        assert img.getexif().get_ifd(ExifTags.IFD.GPSInfo)  # the fixture really carries a position
+    user = await sign_up(client)
+    photo = await upload(client, user, original)
+    for url in (photo["url"], photo["thumb_url"]):
+        status, _, data = await fetch(client, user, url)
+        assert status == 200
+        with Image.open(io.BytesIO(data)) as img:
+            assert not img.getexif()
+            assert "exif" not in img.info
+        assert b"Exif\x00\x00" not in data and b"SpyCam" not in data
+    stored = stored_files(settings)
+    assert len(stored) == 2
+    for path in stored:
+        assert b"SpyCam" not in path.read_bytes() and b"Exif\x00\x00" not in path.read_bytes()
+
+
+async def test_wrong_type_is_415(client: AppClient) -> None:
+    user = await sign_up(client)
+    fake = b"<html>definitely not a jpeg</html>" * 10
+    resp = await client.post("/me/photos", data=upload_form(fake), headers=user.headers)
+    assert resp.status == 415
+    assert (await resp.json())["error"]["code"] == "unsupported_media_type"
+    gif = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(gif, format="GIF")
+    resp = await client.post("/me/photos", data=upload_form(gif.getvalue()), headers=user.headers)
+    assert resp.status == 415
+    resp = await client.post("/me/photos", json={"file": "x"}, headers=user.headers)
+    assert resp.status == 415
+
+
+async def test_truncated_image_is_400(client: AppClient) -> None:
+    user = await sign_up(client)
+    data = image_bytes("PNG", (200, 200))
+    resp = await client.post("/me/photos", data=upload_form(data[:60]), headers=user.headers)
+    assert resp.status == 400
+
+
+async def test_over_10_mb_is_413(client: AppClient) -> None:
+    user = await sign_up(client)
+    big = b"\xff\xd8\xff" + b"\0" * MAX_UPLOAD_BYTES
+    resp = await client.post("/me/photos", data=upload_form(big), headers=user.headers)
+    assert resp.status == 413
+    assert (await resp.json())["error"]["code"] == "too_large"
+    assert (await client.get("/me/photos", headers=user.headers)).status == 200
+
+
+async def test_over_10_mb_without_content_length_is_413(client: AppClient) -> None:
+    user = await sign_up(client)
+
+    async def body() -> Any:
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+        for _ in range(11):
+            yield b"\xff" * (1024 * 1024)
+        yield b"\r\n--b--\r\n"
+
+    headers = {**user.headers, "Content-Type": "multipart/form-data; boundary=b"}
+    resp = await client.post("/me/photos", data=body(), headers=headers)
+    assert resp.status == 413
+
+
+async def test_decompression_bomb_is_refused(client: AppClient) -> None:
+    bomb = io.BytesIO()
+    Image.new("1", (9000, 9000)).save(bomb, format="PNG")  # 81 megapixels in a few kilobytes
+    assert len(bomb.getvalue()) < 100_000
+    user = await sign_up(client)
+    resp = await client.post("/me/photos", data=upload_form(bomb.getvalue()), headers=user.headers)
+    assert resp.status == 413
+    huge = io.BytesIO()
+    Image.new("1", (15000, 15000)).save(huge, format="PNG")  # over twice Pillow's limit: its own error
+    resp = await client.post("/me/photos", data=upload_form(huge.getvalue()), headers=user.headers)
+    assert resp.status == 413
+    assert (await (await client.get("/me/photos", headers=user.headers)).json())["items"] == []
+
+
+def test_clean_image_runs_without_the_loop() -> None:
+    clean = clean_image(image_bytes("PNG", (4000, 10)))
+    assert (clean.width, clean.height) == (2048, 5)
+
+
+async def test_seventh_photo_is_409(client: AppClient) -> None:
+    user = await sign_up(client)
+    for position in range(6):
+        assert (await upload(client, user))["position"] == position
+    resp = await client.post("/me/photos", data=upload_form(image_bytes()), headers=user.headers)
+    assert resp.status == 409
+    assert len((await (await client.get("/me/photos", headers=user.headers)).json())["items"]) == 6
+
+
+async def test_reorder_and_delete(client: AppClient, settings: Settings) -> None:
+    user = await sign_up(client)
+    ids = [(await upload(client, user))["photo_id"] for _ in range(3)]
+    new_order = [ids[2], ids[0], ids[1]]
+    resp = await client.put("/me/photos/order", json=new_order, headers=user.headers)
+    assert resp.status == 200, await resp.text()
+    assert [p["photo_id"] for p in (await resp.json())["items"]] == new_order
+    for bad in ([ids[0], ids[1]], [*ids, ids[0]], [ids[0], ids[0], ids[1]], {"ids": ids}, ["nope"]):
+        resp = await client.put("/me/photos/order", json=bad, headers=user.headers)
+        assert resp.status == 400, bad
+
+    assert len(stored_files(settings)) == 6
+    resp = await client.delete(f"/me/photos/{ids[2]}", headers=user.headers)
+    assert resp.status == 204
+    items = (await (await client.get("/me/photos", headers=user.headers)).json())["items"]
+    assert [(p["photo_id"], p["position"]) for p in items] == [(ids[0], 0), (ids[1], 1)]
+    assert len(stored_files(settings)) == 4  # its objects are gone
+    assert (await client.get(f"/photos/{ids[2]}", headers=user.headers)).status == 404
+    assert (await client.delete(f"/me/photos/{ids[2]}", headers=user.headers)).status == 404
+    assert (await upload(client, user))["position"] == 2
+
+
+async def test_other_users_photos_are_unreachable_on_my_routes(client: AppClient) -> None:
+    alice = await sign_up(client)
+    mallory = await sign_up(client)
+    theirs = (await upload(client, alice))["photo_id"]
+    mine = (await upload(client, mallory))["photo_id"]
+    assert (await client.delete(f"/me/photos/{theirs}", headers=mallory.headers)).status == 404
+    resp = await client.put("/me/photos/order", json=[theirs], headers=mallory.headers)
+    assert resp.status == 404
+    resp = await client.put("/me/photos/order", json=[mine, theirs], headers=mallory.headers)
+    assert resp.status == 404
+    items = (await (await client.get("/me/photos", headers=alice.headers)).json())["items"]
+    assert [p["photo_id"] for p in items] == [theirs]
+    assert (await fetch(client, alice, f"/photos/{theirs}"))[0] == 200
+
+
+async def test_photos_need_a_signed_in_user(client: AppClient, pg: asyncpg.Connection) -> None:
+    alice = await sign_up(client)
+    bob = await sign_up(client)
+    photo = await upload(client, alice)
+    assert (await client.get(photo["url"])).status == 401
+    assert (await client.get(photo["thumb_url"])).status == 401
+    assert (await client.post("/me/photos", data=upload_form(image_bytes()))).status == 401
+    assert (await fetch(client, bob, "/photos/not-a-uuid"))[0] == 404
+    assert (await fetch(client, bob, "/photos/00000000-0000-0000-0000-000000000000"))[0] == 404
+    await pg.execute("UPDATE users SET deleted_at = now() WHERE id = $1", alice.user_id)
+    assert (await fetch(client, bob, photo["url"]))[0] == 404
+
+
+async def test_s3_store(make_client: MakeClient, s3_endpoint: str, settings: Settings) -> None:
+    client = await make_client(s3_endpoint_url=s3_endpoint, s3_bucket=S3_BUCKET, **S3_CREDENTIALS)
+    user = await sign_up(client)
+    photo = await upload(client, user, gps_jpeg((2500, 2500)))
+    s3 = s3_client(s3_endpoint)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=f"{user.user_id}/").get("Contents", [])}
+    assert keys == {f"{user.user_id}/{photo['photo_id']}", f"{user.user_id}/{photo['photo_id']}.thumb"}
+    stored = s3.get_object(Bucket=S3_BUCKET, Key=f"{user.user_id}/{photo['photo_id']}")
+    assert stored["ContentType"] == "image/jpeg"
+    assert b"SpyCam" not in stored["Body"].read()
+    status, content_type, data = await fetch(client, user, photo["url"])
+    assert status == 200 and content_type == "image/jpeg"
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.size == (2048, 2048) and not img.getexif()
+    status, _, thumb = await fetch(client, user, photo["thumb_url"])
+    assert status == 200 and max(Image.open(io.BytesIO(thumb)).size) == 320
+    assert stored_files(settings) == []  # nothing went to the local directory
+    assert (await client.delete(f"/me/photos/{photo['photo_id']}", headers=user.headers)).status == 204
+    left = s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=f"{user.user_id}/").get("Contents", [])
+    assert left == []
+
+
+async def test_decoding_runs_on_the_image_threads(client: AppClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+
+    def recording(data: bytes) -> photos_module.CleanImage:
+        threads.append(threading.current_thread().name)
+        return clean_image(data)
+
+    monkeypatch.setattr(photos_module, "clean_image", recording)
+    user = await sign_up(client)
+    await upload(client, user)
+    assert len(threads) == 1 and threads[0].startswith("images")
+    assert threads[0] != threading.current_thread().name
+
+
+async def test_photo_reads_do_not_use_up_the_api_rate_limit(make_client: MakeClient) -> None:
+    client = await make_client(rate_limit_api_per_minute=5)
+    user = await sign_up(client)
+    photo = await upload(client, user)  # 1 counted call
+    for _ in range(20):  # a discovery page shows many photos
+        resp = await client.get(photo["thumb_url"], headers=user.headers)
+        assert resp.status == 200
+    for _ in range(4):
+        assert (await client.get("/me", headers=user.headers)).status == 200  # calls 2..5
+    limited = await client.get("/me", headers=user.headers)
+    assert limited.status == 429 and "Retry-After" in limited.headers
