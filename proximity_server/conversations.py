@@ -86,22 +86,26 @@ def client_id(value: object) -> str:
 
 
 def before_id(query: Mapping[str, str]) -> int | None:
-    """``?cursor=`` (from ``next_cursor``) or ``?before=<message id>``; not both."""
+    """``?cursor=`` or ``?before=``, not both. Either takes the ``next_cursor``
+    of the previous page; ``before`` also takes a message id."""
     cursor, before = query.get("cursor"), query.get("before")
     if cursor is not None and before is not None:
         raise BadRequest("send 'cursor' or 'before', not both", code=ErrorCode.INVALID_FIELD)
     if cursor is not None:
-        (value,) = decode_cursor(cursor, MESSAGES_CURSOR, 1)
-        return cursor_int(value)
+        return _message_cursor(cursor)
     if before is not None:
-        try:
-            number = int(before)
-        except ValueError:
-            raise bad_cursor() from None
-        if not 0 <= number <= INT64_MAX:
+        if not (before.isascii() and before.isdigit()):  # a cursor is base64 of "msg:…", never all digits
+            return _message_cursor(before)
+        number = int(before)
+        if number > INT64_MAX:
             raise bad_cursor()
         return number
     return None
+
+
+def _message_cursor(cursor: str) -> int:
+    (value,) = decode_cursor(cursor, MESSAGES_CURSOR, 1)
+    return cursor_int(value)
 
 
 class ConversationService:

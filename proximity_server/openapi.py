@@ -698,7 +698,12 @@ def _paths() -> dict[str, Any]:
                     _path_param("conversation_id", UUID),
                     LIMIT_100,
                     CURSOR_Q,
-                    _query("before", {"type": "integer", "minimum": 1}, "only messages with a smaller id"),
+                    _query(
+                        "before",
+                        {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "[^0-9]"}]},
+                        "the next_cursor of the previous page (like `cursor`), or a message id: only messages "
+                        "with a smaller id. Send `cursor` or `before`, not both.",
+                    ),
                 ],
                 security=USER,
                 tags=["conversations"],
