@@ -259,7 +259,10 @@ class ProfileService:
         return profile
 
     async def public(self, viewer_id: str, user_id: str) -> dict[str, Any]:
-        profile = await self.profiles.get(user_id)
+        """Another person's public profile; 404 while a block stands between
+        the two, whoever blocked whom (a block is indistinguishable from an
+        unknown user)."""
+        profile = await self.profiles.get_visible_to(viewer_id, user_id)
         if profile is None:
             raise NotFound("no such profile")
         viewer = await self.profiles.get(viewer_id) if viewer_id != user_id else profile

@@ -1,7 +1,8 @@
 """Profiles in PostgreSQL: one row per user, read and written by its owner.
 
 Every function takes the acting user's id; a soft-deleted user (``users.deleted_at``)
-has no profile as far as these functions are concerned.
+has no profile as far as these functions are concerned, and neither has someone
+on the other side of a block (``blocks``, either direction) for the public view.
 """
 
 from __future__ import annotations
@@ -93,6 +94,21 @@ class ProfileStore:
             f"""SELECT {PROFILE_COLUMNS}
                 FROM profiles p JOIN users u ON u.id = p.user_id
                 WHERE p.user_id = $1 AND u.deleted_at IS NULL""",  # noqa: S608 (constant columns)
+            user_id,
+        )
+        return profile_from_row(row) if row is not None else None
+
+    async def get_visible_to(self, viewer_id: str, user_id: str) -> Profile | None:
+        """The profile of a live user as ``viewer_id`` may see it: None also
+        while a block stands between the two, in either direction."""
+        row = await self._pool.fetchrow(
+            f"""SELECT {PROFILE_COLUMNS}
+                FROM profiles p JOIN users u ON u.id = p.user_id
+                WHERE p.user_id = $2 AND u.deleted_at IS NULL
+                  AND NOT EXISTS (
+                      SELECT 1 FROM blocks b WHERE (b.blocker, b.blocked) IN (($1::uuid, $2::uuid), ($2, $1))
+                  )""",  # noqa: S608 (constant columns)
+            viewer_id,
             user_id,
         )
         return profile_from_row(row) if row is not None else None
