@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import asyncpg
 
@@ -73,6 +74,35 @@ def profile_from_row(row: asyncpg.Record) -> Profile:
         location=Location(lat, lon) if lat is not None and lon is not None else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PersonCard:
+    """The other person as lists show them: name, birthdate (for the age) and
+    first photo, each None while they have no profile or no photo."""
+
+    user_id: str
+    display_name: str | None
+    birthdate: dt.date | None
+    photo_id: str | None
+
+
+# The columns and joins that read a ``PersonCard`` for the user ``o`` in the
+# same query as the list it belongs to: the first photo comes from a LATERAL
+# subquery on the (user_id, position) key, so a page of N rows is one query,
+# not N + 1.
+PERSON_CARD_COLUMNS: Final = "o.id AS other_id, p.display_name, p.birthdate, ph.id AS photo_id"
+PERSON_CARD_JOINS: Final = """LEFT JOIN profiles p ON p.user_id = o.id
+               LEFT JOIN LATERAL (
+                   SELECT id FROM photos WHERE photos.user_id = o.id ORDER BY position LIMIT 1
+               ) ph ON true"""
+
+
+def person_card(row: asyncpg.Record) -> PersonCard:
+    photo_id = row["photo_id"]
+    return PersonCard(
+        str(row["other_id"]), row["display_name"], row["birthdate"], None if photo_id is None else str(photo_id)
     )
 
 
