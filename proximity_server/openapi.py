@@ -718,7 +718,7 @@ def _paths() -> dict[str, Any]:
                     CURSOR_Q,
                     _query(
                         "before",
-                        {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "[^0-9]"}]},
+                        {"type": "string", "examples": ["bXNnOjQx", "41"]},
                         "the next_cursor of the previous page (like `cursor`), or a message id: only messages "
                         "with a smaller id. Send `cursor` or `before`, not both.",
                     ),
