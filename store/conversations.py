@@ -20,6 +20,7 @@ from typing import Any, Final
 import asyncpg
 
 from store.events import Event, EventType, NewEvent, append_event_in_transaction, append_events_in_transaction
+from store.profiles import PERSON_CARD_COLUMNS, PERSON_CARD_JOINS, PersonCard, person_card
 
 _MESSAGE_COLUMNS: Final = "id, conversation_id, sender, client_id, text, created_at"
 
@@ -40,8 +41,7 @@ class ConversationRow:
     match_id: str
     created_at: dt.datetime
     last_activity_at: dt.datetime
-    other_user_id: str
-    other_display_name: str | None
+    other: PersonCard
     last_message: Message | None
     unread: int
 
@@ -103,10 +103,11 @@ class ConversationStore:
 
     async def page(self, user_id: str, limit: int, after: tuple[dt.datetime, str] | None) -> list[ConversationRow]:
         """The user's open conversations, most recent activity first, each with
-        its last message and the user's unread count."""
+        the other person's card, its last message and the user's unread count,
+        in one query."""
         after_at, after_id = (after[0], uuid.UUID(after[1])) if after else (None, None)
         rows = await self._pool.fetch(
-            """SELECT c.id, c.match_id, c.created_at, c.last_activity_at, o.id AS other_id, p.display_name,
+            f"""SELECT c.id, c.match_id, c.created_at, c.last_activity_at, {PERSON_CARD_COLUMNS},
                       lm.id AS lm_id, lm.conversation_id AS lm_conversation_id, lm.sender AS lm_sender,
                       lm.client_id AS lm_client_id, lm.text AS lm_text, lm.created_at AS lm_created_at,
                       (SELECT count(*) FROM messages x
@@ -115,12 +116,12 @@ class ConversationStore:
                FROM conversation_members me
                JOIN conversations c ON c.id = me.conversation_id
                JOIN users o ON o.id = CASE WHEN c.user_a = $1 THEN c.user_b ELSE c.user_a END
-               LEFT JOIN profiles p ON p.user_id = o.id
+               {PERSON_CARD_JOINS}
                LEFT JOIN messages lm ON lm.id = c.last_message_id
                WHERE me.user_id = $1 AND c.closed_at IS NULL AND o.deleted_at IS NULL
                  AND ($2::timestamptz IS NULL OR (c.last_activity_at, c.id) < ($2, $3::uuid))
                ORDER BY c.last_activity_at DESC, c.id DESC
-               LIMIT $4""",
+               LIMIT $4""",  # noqa: S608 (constant columns and joins)
             uuid.UUID(user_id),
             after_at,
             after_id,
@@ -132,8 +133,7 @@ class ConversationStore:
                 match_id=str(r["match_id"]),
                 created_at=r["created_at"],
                 last_activity_at=r["last_activity_at"],
-                other_user_id=str(r["other_id"]),
-                other_display_name=r["display_name"],
+                other=person_card(r),
                 last_message=None if r["lm_id"] is None else message_from_row(r, "lm_"),
                 unread=r["unread"],
             )

@@ -21,6 +21,7 @@ from typing import Final
 import asyncpg
 
 from store.events import Event, EventType, NewEvent, append_events_in_transaction
+from store.profiles import PERSON_CARD_COLUMNS, PERSON_CARD_JOINS, PersonCard, person_card
 
 LIKE: Final = "like"
 PASS: Final = "pass"  # noqa: S105 (an action, not a password)
@@ -48,8 +49,7 @@ class MatchRow:
     match_id: str
     conversation_id: str
     created_at: dt.datetime
-    other_user_id: str
-    other_display_name: str | None
+    other: PersonCard
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,24 +208,21 @@ class LikeStore:
         """The user's active matches, newest first, strictly after the keyset position ``after``."""
         after_at, after_id = (after[0], uuid.UUID(after[1])) if after else (None, None)
         rows = await self._pool.fetch(
-            """SELECT m.id, m.created_at, c.id AS conversation_id, o.id AS other_id, p.display_name
+            f"""SELECT m.id, m.created_at, c.id AS conversation_id, {PERSON_CARD_COLUMNS}
                FROM matches m
                JOIN conversations c ON c.match_id = m.id
                JOIN users o ON o.id = CASE WHEN m.user_a = $1 THEN m.user_b ELSE m.user_a END
-               LEFT JOIN profiles p ON p.user_id = o.id
+               {PERSON_CARD_JOINS}
                WHERE (m.user_a = $1 OR m.user_b = $1) AND m.ended_at IS NULL AND o.deleted_at IS NULL
                  AND ($2::timestamptz IS NULL OR (m.created_at, m.id) < ($2, $3::uuid))
                ORDER BY m.created_at DESC, m.id DESC
-               LIMIT $4""",
+               LIMIT $4""",  # noqa: S608 (constant columns and joins)
             uuid.UUID(user_id),
             after_at,
             after_id,
             limit,
         )
-        return [
-            MatchRow(str(r["id"]), str(r["conversation_id"]), r["created_at"], str(r["other_id"]), r["display_name"])
-            for r in rows
-        ]
+        return [MatchRow(str(r["id"]), str(r["conversation_id"]), r["created_at"], person_card(r)) for r in rows]
 
     async def unmatch(self, user_id: str, match_id: str) -> EndedMatch | None:
         """End one of the user's active matches; None if there is no such match."""

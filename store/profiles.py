@@ -1,7 +1,8 @@
 """Profiles in PostgreSQL: one row per user, read and written by its owner.
 
 Every function takes the acting user's id; a soft-deleted user (``users.deleted_at``)
-has no profile as far as these functions are concerned.
+has no profile as far as these functions are concerned, and neither has someone
+on the other side of a block (``blocks``, either direction) for the public view.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import asyncpg
 
@@ -75,6 +77,35 @@ def profile_from_row(row: asyncpg.Record) -> Profile:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PersonCard:
+    """The other person as lists show them: name, birthdate (for the age) and
+    first photo, each None while they have no profile or no photo."""
+
+    user_id: str
+    display_name: str | None
+    birthdate: dt.date | None
+    photo_id: str | None
+
+
+# The columns and joins that read a ``PersonCard`` for the user ``o`` in the
+# same query as the list it belongs to: the first photo comes from a LATERAL
+# subquery on the (user_id, position) key, so a page of N rows is one query,
+# not N + 1.
+PERSON_CARD_COLUMNS: Final = "o.id AS other_id, p.display_name, p.birthdate, ph.id AS photo_id"
+PERSON_CARD_JOINS: Final = """LEFT JOIN profiles p ON p.user_id = o.id
+               LEFT JOIN LATERAL (
+                   SELECT id FROM photos WHERE photos.user_id = o.id ORDER BY position LIMIT 1
+               ) ph ON true"""
+
+
+def person_card(row: asyncpg.Record) -> PersonCard:
+    photo_id = row["photo_id"]
+    return PersonCard(
+        str(row["other_id"]), row["display_name"], row["birthdate"], None if photo_id is None else str(photo_id)
+    )
+
+
 class ProfileStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -93,6 +124,21 @@ class ProfileStore:
             f"""SELECT {PROFILE_COLUMNS}
                 FROM profiles p JOIN users u ON u.id = p.user_id
                 WHERE p.user_id = $1 AND u.deleted_at IS NULL""",  # noqa: S608 (constant columns)
+            user_id,
+        )
+        return profile_from_row(row) if row is not None else None
+
+    async def get_visible_to(self, viewer_id: str, user_id: str) -> Profile | None:
+        """The profile of a live user as ``viewer_id`` may see it: None also
+        while a block stands between the two, in either direction."""
+        row = await self._pool.fetchrow(
+            f"""SELECT {PROFILE_COLUMNS}
+                FROM profiles p JOIN users u ON u.id = p.user_id
+                WHERE p.user_id = $2 AND u.deleted_at IS NULL
+                  AND NOT EXISTS (
+                      SELECT 1 FROM blocks b WHERE (b.blocker, b.blocked) IN (($1::uuid, $2::uuid), ($2, $1))
+                  )""",  # noqa: S608 (constant columns)
+            viewer_id,
             user_id,
         )
         return profile_from_row(row) if row is not None else None

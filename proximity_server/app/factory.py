@@ -83,6 +83,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[make_request_context(settings.access_log), error_envelope],
         client_max_size=MAX_JSON_BODY_BYTES,
+        # Bodies are decoded in proximity_server/app/http.py, so that a coding that
+        # does not decode is answered with the JSON error envelope.
+        handler_args={"auto_decompress": False},
     )
     app[keys.SETTINGS] = settings
     app[keys.TAXONOMY] = load_taxonomy()

@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 from redis.exceptions import ClusterError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -130,6 +131,9 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+    except RequestPayloadError:
+        # The body broke off or its transfer coding is malformed: the client's fault.
+        return error_response(400, ErrorCode.BAD_REQUEST, "the request body could not be read")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

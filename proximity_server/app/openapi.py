@@ -138,7 +138,24 @@ def _schemas() -> dict[str, Schema]:
         ["photo_id", "url", "thumb_url", "position"],
         closed=False,
     )
-    person = _obj({"user_id": UUID, "display_name": {"type": "string"}}, ["user_id", "display_name"], closed=False)
+    photo_ref = _obj(
+        {"photo_id": UUID, "url": {"type": "string"}, "thumb_url": {"type": "string"}},
+        ["photo_id", "url", "thumb_url"],
+        closed=False,
+    )
+    person = _obj(
+        {
+            "user_id": UUID,
+            "display_name": {"type": ["string", "null"], "description": "null until they create a profile"},
+            "age": {"type": ["integer", "null"], "minimum": 0, "description": "null until they create a profile"},
+            "photo": {
+                "oneOf": [ref("PhotoRef"), {"type": "null"}],
+                "description": "their first photo (thumb_url for the card), or null when they have none",
+            },
+        },
+        ["user_id", "display_name", "age", "photo"],
+        closed=False,
+    )
     message = _obj(
         {
             "id": {"type": "integer"},
@@ -259,6 +276,7 @@ def _schemas() -> dict[str, Schema]:
         ),
         "LikeResult": _obj({"matched": {"type": "boolean"}, "match_id": UUID, "conversation_id": UUID}, ["matched"]),
         "Person": person,
+        "PhotoRef": photo_ref,
         "Match": _obj(
             {"match_id": UUID, "conversation_id": UUID, "created_at": DATETIME, "user": ref("Person")},
             ["match_id", "conversation_id", "created_at", "user"],
@@ -698,7 +716,12 @@ def _paths() -> dict[str, Any]:
                     _path_param("conversation_id", UUID),
                     LIMIT_100,
                     CURSOR_Q,
-                    _query("before", {"type": "integer", "minimum": 1}, "only messages with a smaller id"),
+                    _query(
+                        "before",
+                        {"type": "string", "examples": ["bXNnOjQx", "41"]},
+                        "the next_cursor of the previous page (like `cursor`), or a message id: only messages "
+                        "with a smaller id. Send `cursor` or `before`, not both.",
+                    ),
                 ],
                 security=USER,
                 tags=["conversations"],

@@ -19,7 +19,6 @@ from protocol.codes import ErrorCode
 from protocol.limits import INT64_MAX
 from proximity_server.features.errors import BadRequest, Conflict, NotFound
 from proximity_server.features.events import publish_committed
-from proximity_server.features.likes import public_user
 from proximity_server.features.pagination import (
     bad_cursor,
     cursor_int,
@@ -29,6 +28,7 @@ from proximity_server.features.pagination import (
     time_id_page,
     time_id_position,
 )
+from proximity_server.features.profiles import person_card_view
 from proximity_server.features.rate_limit import WINDOW_MS, current_window, raise_if_over
 from store.conversations import (
     ConversationRow,
@@ -62,7 +62,7 @@ def conversation_view(row: ConversationRow) -> dict[str, Any]:
         "match_id": row.match_id,
         "created_at": iso(row.created_at),
         "last_activity_at": iso(row.last_activity_at),
-        "user": public_user(row.other_user_id, row.other_display_name),
+        "user": person_card_view(row.other),
         "last_message": None if row.last_message is None else message_payload(row.last_message),
         "unread_count": row.unread,
     }
@@ -86,22 +86,26 @@ def client_id(value: object) -> str:
 
 
 def before_id(query: Mapping[str, str]) -> int | None:
-    """``?cursor=`` (from ``next_cursor``) or ``?before=<message id>``; not both."""
+    """``?cursor=`` or ``?before=``, not both. Either takes the ``next_cursor``
+    of the previous page; ``before`` also takes a message id."""
     cursor, before = query.get("cursor"), query.get("before")
     if cursor is not None and before is not None:
         raise BadRequest("send 'cursor' or 'before', not both", code=ErrorCode.INVALID_FIELD)
     if cursor is not None:
-        (value,) = decode_cursor(cursor, MESSAGES_CURSOR, 1)
-        return cursor_int(value)
+        return _message_cursor(cursor)
     if before is not None:
-        try:
-            number = int(before)
-        except ValueError:
-            raise bad_cursor() from None
-        if not 0 <= number <= INT64_MAX:
+        if not (before.isascii() and before.isdigit()):  # a cursor is base64 of "msg:…", never all digits
+            return _message_cursor(before)
+        number = int(before)
+        if number > INT64_MAX:
             raise bad_cursor()
         return number
     return None
+
+
+def _message_cursor(cursor: str) -> int:
+    (value,) = decode_cursor(cursor, MESSAGES_CURSOR, 1)
+    return cursor_int(value)
 
 
 class ConversationService:

@@ -22,6 +22,7 @@ from proximity_server.features.pagination import (
     time_id_page,
     time_id_position,
 )
+from proximity_server.features.profiles import person_card_view
 from store.events import EventStore
 from store.hidden import HiddenPairs
 from store.likes import LIKE, PASS, LikeStatus, LikeStore, MatchRow
@@ -47,17 +48,12 @@ def target_user_id(value: object, viewer_id: str, field: str = "user_id") -> str
     return user_id
 
 
-def public_user(user_id: str, display_name: str | None) -> dict[str, Any]:
-    """The other person as lists show them (presence comes later)."""
-    return {"user_id": user_id, "display_name": display_name}
-
-
 def match_view(row: MatchRow, presence: Presence | None = None) -> dict[str, Any]:
     view = {
         "match_id": row.match_id,
         "conversation_id": row.conversation_id,
         "created_at": iso(row.created_at),
-        "user": public_user(row.other_user_id, row.other_display_name),
+        "user": person_card_view(row.other),
     }
     if presence is not None:
         last_seen = presence.last_seen_ms
@@ -100,8 +96,8 @@ class LikeService:
         after = time_id_position(cursor, MATCHES_CURSOR)
         rows = await self._store.matches_page(viewer_id, limit + 1, after)
         page, next_cursor = time_id_page(rows, limit, MATCHES_CURSOR, lambda r: (r.created_at, r.match_id))
-        states = await self._presence.lookup([r.other_user_id for r in page]) if self._presence else {}
-        return {"items": [match_view(r, states.get(r.other_user_id)) for r in page], "next_cursor": next_cursor}
+        states = await self._presence.lookup([r.other.user_id for r in page]) if self._presence else {}
+        return {"items": [match_view(r, states.get(r.other.user_id)) for r in page], "next_cursor": next_cursor}
 
     async def unmatch(self, viewer_id: str, match_id: str) -> None:
         ended = await self._store.unmatch(viewer_id, match_id)

@@ -17,7 +17,7 @@ from proximity_server.features.errors import BadRequest, Conflict, NotFound
 from proximity_server.features.taxonomy import MAX_INTERESTS, InterestError, normalise_interests
 from store.discover import haversine_km
 from store.photos import Photo, PhotoRecords
-from store.profiles import Location, Profile, ProfileFields, ProfileStore
+from store.profiles import Location, PersonCard, Profile, ProfileFields, ProfileStore
 
 GENDERS: Final = ("woman", "man", "nonbinary")
 MIN_AGE: Final = 18
@@ -164,12 +164,24 @@ def fields_of(profile: Profile) -> ProfileFields:
     )
 
 
+def photo_ref(photo_id: str) -> dict[str, Any]:
+    """Where a photo and its thumbnail are served: every photo object in a
+    reply (own list, public profile, match and conversation cards) has these."""
+    return {"photo_id": photo_id, "url": f"/photos/{photo_id}", "thumb_url": f"/photos/{photo_id}/thumb"}
+
+
 def photo_view(photo: Photo) -> dict[str, Any]:
+    return {**photo_ref(photo.photo_id), "position": photo.position}
+
+
+def person_card_view(card: PersonCard) -> dict[str, Any]:
+    """The other person on a match or conversation card: name, age and first
+    photo (``age`` is None without a profile, ``photo`` None without a photo)."""
     return {
-        "photo_id": photo.photo_id,
-        "url": f"/photos/{photo.photo_id}",
-        "thumb_url": f"/photos/{photo.photo_id}/thumb",
-        "position": photo.position,
+        "user_id": card.user_id,
+        "display_name": card.display_name,
+        "age": None if card.birthdate is None else age_on(card.birthdate, today_utc()),
+        "photo": None if card.photo_id is None else photo_ref(card.photo_id),
     }
 
 
@@ -259,7 +271,10 @@ class ProfileService:
         return profile
 
     async def public(self, viewer_id: str, user_id: str) -> dict[str, Any]:
-        profile = await self.profiles.get(user_id)
+        """Another person's public profile; 404 while a block stands between
+        the two, whoever blocked whom (a block is indistinguishable from an
+        unknown user)."""
+        profile = await self.profiles.get_visible_to(viewer_id, user_id)
         if profile is None:
             raise NotFound("no such profile")
         viewer = await self.profiles.get(viewer_id) if viewer_id != user_id else profile

@@ -215,3 +215,28 @@ async def test_message_rate_limit(make_client: MakeClient) -> None:
     assert resp.status == 429
     assert 1 <= int(resp.headers["Retry-After"]) <= 60
     assert (await resp.json())["error"]["code"] == "rate_limited"
+
+
+async def test_next_cursor_works_as_before(client: AppClient) -> None:
+    """The page's next_cursor goes back as ?before= (as documented) as well as ?cursor=."""
+    a, b, match = await matched_pair(client)
+    conv = match["conversation_id"]
+    sent = [(await send(client, a if i % 2 else b, conv, f"message {i}"))[1]["id"] for i in range(5)]
+    seen: list[int] = []
+    cursor = None
+    while True:
+        status, page = await history(client, a, conv, limit=2, **({"before": cursor} if cursor else {}))
+        assert status == 200, page
+        seen += [m["id"] for m in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(sent))
+    status, page = await history(client, a, conv, limit=2)
+    by_cursor = await history(client, a, conv, cursor=page["next_cursor"])
+    by_before = await history(client, a, conv, before=page["next_cursor"])
+    assert by_cursor == by_before and by_before[0] == 200
+    assert (await history(client, a, conv, before="bm9wZTox"))[1]["error"]["code"] == "bad_cursor"  # "nope:1"
+    both = await history(client, a, conv, before=page["next_cursor"], cursor=page["next_cursor"])
+    assert both[0] == 400
+    assert (await history(client, a, conv, before="²"))[0] == 400

@@ -56,6 +56,6 @@ async def test_matches_and_conversations_show_the_display_name(client: AppClient
     await like(client, a, b)
     await like(client, b, a)
     [item] = (await (await client.get("/matches", headers=a.headers)).json())["items"]
-    assert item["user"] == {"user_id": b.user_id, "display_name": "Bob"}
+    assert item["user"] == {"user_id": b.user_id, "display_name": "Bob", "age": 30, "photo": None}
     [item] = (await (await client.get("/conversations", headers=b.headers)).json())["items"]
-    assert item["user"] == {"user_id": a.user_id, "display_name": "Ada"}
+    assert item["user"] == {"user_id": a.user_id, "display_name": "Ada", "age": 30, "photo": None}

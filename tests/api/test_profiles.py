@@ -7,7 +7,15 @@ import pytest
 
 from config.settings import Settings
 from tests.conftest import AppClient, MakeClient
-from tests.profile_helpers import ACCOUNT_SETTINGS, birthdate_for_age, profile_body, put_profile, sign_up, with_profile
+from tests.profile_helpers import (
+    ACCOUNT_SETTINGS,
+    User,
+    birthdate_for_age,
+    profile_body,
+    put_profile,
+    sign_up,
+    with_profile,
+)
 
 
 @pytest.fixture
@@ -159,3 +167,27 @@ async def test_one_user_cannot_edit_another(client: AppClient) -> None:
     body = await (await client.get("/me", headers=alice.headers)).json()
     assert body["profile"]["bio"] == "hello"
     assert body["profile"]["display_name"] == "Alex"
+
+
+async def profile_status(client: AppClient, viewer: User, whom: User) -> int:
+    return (await client.get(f"/profiles/{whom.user_id}", headers=viewer.headers)).status
+
+
+@pytest.mark.parametrize("blocker_index", [0, 1])
+async def test_a_block_hides_both_profiles_until_lifted(client: AppClient, blocker_index: int) -> None:
+    pair = [await with_profile(client, display_name="Alice"), await with_profile(client, display_name="Bob")]
+    blocker, blocked = pair[blocker_index], pair[1 - blocker_index]
+    bystander = await with_profile(client, display_name="Carol")
+    assert await profile_status(client, blocker, blocked) == 200
+    resp = await client.post("/blocks", json={"user_id": blocked.user_id}, headers=blocker.headers)
+    assert resp.status == 204, await resp.text()
+    assert await profile_status(client, blocker, blocked) == 404
+    resp = await client.get(f"/profiles/{blocker.user_id}", headers=blocked.headers)
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "not_found"
+    assert await profile_status(client, bystander, blocker) == 200  # only the pair is affected
+    assert await profile_status(client, bystander, blocked) == 200
+    resp = await client.delete(f"/blocks/{blocked.user_id}", headers=blocker.headers)
+    assert resp.status == 204
+    assert await profile_status(client, blocker, blocked) == 200
+    assert await profile_status(client, blocked, blocker) == 200
