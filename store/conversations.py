@@ -1,11 +1,13 @@
 """Conversations (one per match), their messages and the members' read marks.
 
-Sending locks the conversation row (``FOR UPDATE``): sends in one
-conversation queue up, so message ids commit in increasing order within it
-and ``last_message_id`` always points at the newest one; an unmatch that
-closes the conversation waits for (or is waited on by) a send, never races
-it. A message and its ``message`` events for both members commit together.
-A retried send (same sender, same ``client_id``) finds the first copy.
+Sending is one round trip: the ``chat_send`` function (migration 0005) runs
+in one implicit transaction. It locks the conversation row (``FOR UPDATE``):
+sends in one conversation queue up, so message ids commit in increasing order
+within it and ``last_message_id`` always points at the newest one; an unmatch
+that closes the conversation waits for (or is waited on by) a send, never
+races it. A message and its ``message`` events for both members commit
+together. A retried send (same sender, same ``client_id``) finds the first
+copy.
 
 Lock order: conversation row, then member rows, then event counters.
 """
@@ -19,9 +21,10 @@ from typing import Any, Final
 
 import asyncpg
 
-from store.events import Event, EventType, NewEvent, append_event_in_transaction, append_events_in_transaction
+from store.events import Event, EventType, append_event_in_transaction
 
 _MESSAGE_COLUMNS: Final = "id, conversation_id, sender, client_id, text, created_at"
+_SEND_SQL: Final = "SELECT * FROM chat_send($1, $2, $3, $4)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,60 +164,25 @@ class ConversationStore:
         return [message_from_row(r) for r in rows]
 
     async def send(self, conversation_id: str, sender: str, client_id: str, text: str) -> SendOutcome:
-        cid, me = uuid.UUID(conversation_id), uuid.UUID(sender)
-        async with self._pool.acquire() as conn, conn.transaction():
-            conv = await conn.fetchrow(
-                """SELECT user_a, user_b, closed_at FROM conversations
-                   WHERE id = $1 AND $2 IN (user_a, user_b) FOR UPDATE""",
-                cid,
-                me,
-            )
-            if conv is None:
-                return SendOutcome(SendStatus.NOT_FOUND)
-            first = await self._by_client_id(conn, me, client_id)
-            if first is not None:
-                if first.conversation_id != conversation_id:
-                    return SendOutcome(SendStatus.CLIENT_ID_REUSED)
-                return SendOutcome(SendStatus.DUPLICATE, first)
-            if conv["closed_at"] is not None:
-                return SendOutcome(SendStatus.CLOSED)
-            row = await conn.fetchrow(
-                f"""INSERT INTO messages (conversation_id, sender, client_id, text) VALUES ($1, $2, $3, $4)
-                    ON CONFLICT (sender, client_id) DO NOTHING
-                    RETURNING {_MESSAGE_COLUMNS}""",  # noqa: S608 (a constant column list)
-                cid,
-                me,
-                client_id,
-                text,
-            )
-            if row is None:
-                # The same client_id, sent at this instant to another conversation.
-                return SendOutcome(SendStatus.CLIENT_ID_REUSED)
-            message = message_from_row(row)
-            await conn.execute(
-                "UPDATE conversations SET last_message_id = $2, last_activity_at = $3 WHERE id = $1",
-                cid,
-                message.id,
-                message.created_at,
-            )
-            payload = {"conversation_id": conversation_id, "message": message_payload(message)}
-            events = await append_events_in_transaction(
-                conn,
-                [
-                    NewEvent(str(conv["user_a"]), EventType.MESSAGE, payload),
-                    NewEvent(str(conv["user_b"]), EventType.MESSAGE, payload),
-                ],
-            )
-            return SendOutcome(SendStatus.CREATED, message, tuple(events))
-
-    @staticmethod
-    async def _by_client_id(conn: asyncpg.Connection, sender: uuid.UUID, client_id: str) -> Message | None:
-        row = await conn.fetchrow(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = $1 AND client_id = $2",  # noqa: S608
-            sender,
-            client_id,
+        """One round trip: ``chat_send`` (migration 0005) locks, checks,
+        inserts and appends both members' events in one implicit transaction;
+        its reply carries everything needed to answer and to publish."""
+        row = await self._pool.fetchrow(_SEND_SQL, uuid.UUID(conversation_id), uuid.UUID(sender), client_id, text)
+        assert row is not None
+        status = row["status"]
+        if row["message_id"] is None:
+            return SendOutcome(status)
+        message = Message(
+            row["message_id"], conversation_id, sender, client_id, row["message_text"], row["message_created_at"]
         )
-        return None if row is None else message_from_row(row)
+        if status != SendStatus.CREATED:
+            return SendOutcome(status, message)
+        payload = {"conversation_id": conversation_id, "message": message_payload(message)}
+        events = (
+            Event(str(row["member_a"]), row["event_id_a"], EventType.MESSAGE, payload, row["event_created_at_a"]),
+            Event(str(row["member_b"]), row["event_id_b"], EventType.MESSAGE, payload, row["event_created_at_b"]),
+        )
+        return SendOutcome(status, message, events)
 
     async def mark_read(self, conversation_id: str, reader: str, up_to: int) -> ReadOutcome:
         """Move the reader's mark forward to ``up_to`` (a message of this
