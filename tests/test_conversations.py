@@ -11,6 +11,9 @@ import asyncpg
 import pytest
 
 from config.settings import Settings
+from proximity_server import keys
+from store import db
+from store.conversations import ConversationStore, SendOutcome, SendStatus, message_from_row, message_payload
 from tests.auth_helpers import ACCOUNT_OVERRIDES, fresh_rate_window
 from tests.chat_helpers import Person, like, matched_pair, person
 from tests.conftest import AppClient, MakeClient
@@ -215,3 +218,105 @@ async def test_message_rate_limit(make_client: MakeClient) -> None:
     assert resp.status == 429
     assert 1 <= int(resp.headers["Retry-After"]) <= 60
     assert (await resp.json())["error"]["code"] == "rate_limited"
+
+
+async def test_a_send_is_one_round_trip(client: AppClient, settings: Settings) -> None:
+    a, _, match = await matched_pair(client)
+    conv = match["conversation_id"]
+    assert settings.database_url
+    pool = await db.create_pool(settings.database_url, settings.db_schema, max_size=1)
+    try:
+        queries: list[str] = []
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda logged: queries.append(logged.query))
+            reset = conn.get_reset_query()  # the pool's own clean-up on release, not part of the send
+        store = ConversationStore(pool)
+        outcomes = [
+            await store.send(conv, a.user_id, "rt-1", "hello"),
+            await store.send(conv, a.user_id, "rt-1", "hello"),
+            await store.send(str(uuid.uuid4()), a.user_id, "rt-2", "nobody"),
+        ]
+        assert [o.status for o in outcomes] == [SendStatus.CREATED, SendStatus.DUPLICATE, SendStatus.NOT_FOUND]
+        sends = [q for q in queries if q != reset]
+        assert len(sends) == 3 and len(set(sends)) == 1 and "chat_send" in sends[0]
+    finally:
+        await pool.close()
+
+
+async def test_the_send_reply_carries_the_committed_rows(client: AppClient, pg: asyncpg.Connection) -> None:
+    a, b, match = await matched_pair(client)
+    conv = match["conversation_id"]
+    store = ConversationStore(client.app[keys.PG_POOL])
+    sent = await store.send(conv, b.user_id, "x-1", "héllo \U0001f600")
+    assert sent.status == SendStatus.CREATED and sent.message is not None
+    row = await pg.fetchrow("SELECT * FROM messages WHERE id = $1", sent.message.id)
+    assert sent.message == message_from_row(row)
+    assert await pg.fetchval("SELECT last_message_id FROM conversations WHERE id = $1", uuid.UUID(conv)) == row["id"]
+    events = client.app[keys.EVENTS]
+    for event in sent.events:
+        [stored] = await events.events_since(event.user_id, event.event_id - 1, 1)
+        assert stored == event
+        assert event.payload == {"conversation_id": conv, "message": message_payload(sent.message)}
+    assert sorted(e.user_id for e in sent.events) == sorted((a.user_id, b.user_id))
+    # A retry answers the first copy (its text, its time) and appends nothing.
+    again = await store.send(conv, b.user_id, "x-1", "changed")
+    assert again == SendOutcome(SendStatus.DUPLICATE, sent.message)
+    assert (await store.send(conv, a.user_id, "x-1", "a's own")).status == SendStatus.CREATED
+    c = await person(client)
+    await like(client, b, c)
+    _, other = await like(client, c, b)
+    assert await store.send(other["conversation_id"], b.user_id, "x-1", "elsewhere") == SendOutcome(
+        SendStatus.CLIENT_ID_REUSED
+    )
+
+
+async def test_a_failed_send_leaves_nothing_behind(client: AppClient, pg: asyncpg.Connection) -> None:
+    a, b, match = await matched_pair(client)
+    conv = match["conversation_id"]
+    store = ConversationStore(client.app[keys.PG_POOL])
+    first = await store.send(conv, a.user_id, "ok-1", "fine")
+    # The second member's event-log row fails, after the message, the
+    # conversation and both counters were written: all of it rolls back.
+    await pg.execute(
+        """CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+               IF NEW.payload->'message'->>'text' = 'boom' AND NEW.user_id = $1::uuid THEN
+                   RAISE EXCEPTION 'refused';
+               END IF;
+               RETURN NEW;
+           END $$""".replace("$1::uuid", f"'{max(a.user_id, b.user_id, key=uuid.UUID)}'::uuid")
+    )
+    await pg.execute(
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON user_events FOR EACH ROW EXECUTE FUNCTION refuse_boom()"
+    )
+    with pytest.raises(asyncpg.RaiseError):
+        await store.send(conv, a.user_id, "boom-1", "boom")
+    assert await pg.fetchval("SELECT count(*) FROM messages") == 1
+    assert await pg.fetchval("SELECT last_message_id FROM conversations WHERE id = $1", uuid.UUID(conv)) == (
+        first.message.id if first.message else None
+    )
+    counters = await pg.fetch("SELECT last_event_id FROM user_event_counters")
+    assert sorted(r["last_event_id"] for r in counters) == [2, 2]  # the match and the first message
+    after = await store.send(conv, a.user_id, "ok-2", "fine again")
+    assert sorted(e.event_id for e in after.events) == [3, 3]
+
+
+async def test_concurrent_sends_commit_in_id_order(make_client: MakeClient, pg: asyncpg.Connection) -> None:
+    first = await make_client(**ACCOUNT_OVERRIDES, rate_limit_messages_per_minute=1000)
+    second = await make_client(**ACCOUNT_OVERRIDES, rate_limit_messages_per_minute=1000)
+    a, b, match = await matched_pair(first)
+    conv = match["conversation_id"]
+    replies = await asyncio.gather(
+        *(send(first if i % 2 else second, a if i % 3 else b, conv, f"m{i}") for i in range(30))
+    )
+    assert sorted(s for s, _ in replies) == [201] * 30
+    ids = sorted(body["id"] for _, body in replies)
+    assert await pg.fetchval("SELECT last_message_id FROM conversations WHERE id = $1", uuid.UUID(conv)) == ids[-1]
+    for who in (a, b):
+        # Each member's log lists the messages in the order of their ids.
+        logged = await pg.fetch(
+            """SELECT (payload->'message'->>'id')::bigint AS id FROM user_events
+               WHERE user_id = $1 AND type = 'message' ORDER BY event_id""",
+            uuid.UUID(who.user_id),
+        )
+        assert [r["id"] for r in logged] == ids
