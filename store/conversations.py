@@ -1,7 +1,9 @@
 """Conversations (one per match), their messages and the members' read marks.
 
 Sending is one round trip: the ``chat_send`` function (migration 0005) runs
-in one implicit transaction. It locks the conversation row (``FOR UPDATE``):
+in one implicit transaction; sends that arrive while earlier ones are in
+flight are committed together by ``chat_send_batch`` (group commit: one
+round trip and one COMMIT for the lot, see :class:`GroupCommit`). It locks the conversation row (``FOR UPDATE``):
 sends in one conversation queue up, so message ids commit in increasing order
 within it and ``last_message_id`` always points at the newest one; an unmatch
 that closes the conversation waits for (or is waited on by) a send, never
@@ -14,6 +16,7 @@ Lock order: conversation row, then member rows, then event counters.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -25,6 +28,9 @@ from store.events import Event, EventType, append_event_in_transaction
 
 _MESSAGE_COLUMNS: Final = "id, conversation_id, sender, client_id, text, created_at"
 _SEND_SQL: Final = "SELECT * FROM chat_send($1, $2, $3, $4)"
+_SEND_BATCH_SQL: Final = "SELECT * FROM chat_send_batch($1, $2, $3, $4) ORDER BY item"
+SEND_LANES: Final = 2  # batches in flight at once, each on a pooled connection of its own
+MAX_SEND_BATCH: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +106,112 @@ def message_payload(message: Message) -> dict[str, Any]:
     }
 
 
+_SendArgs = tuple[uuid.UUID, uuid.UUID, str, str]  # conversation, sender, client_id, text
+_Pending = tuple[_SendArgs, "asyncio.Future[asyncpg.Record]"]
+
+
+def _resolve(future: asyncio.Future[asyncpg.Record], row: asyncpg.Record) -> None:
+    if not future.done():  # the caller may have gone (cancelled); the send stands, a retry finds it
+        future.set_result(row)
+
+
+def _fail(future: asyncio.Future[asyncpg.Record], exc: BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(exc, asyncio.CancelledError):
+        future.cancel()
+    else:
+        future.set_exception(exc)
+
+
+class GroupCommit:
+    """Concurrent sends committed together.
+
+    A send that finds a lane free goes out at once (``chat_send``, one round
+    trip). Sends arriving while ``lanes`` batches are in flight queue up, and
+    the next free lane takes up to ``max_batch`` of them in one
+    ``chat_send_batch`` call: one round trip and one COMMIT for all, each
+    send answered as if alone. A lane keeps its pooled connection while there
+    is work. If a batch fails, its sends are retried one by one, so one bad
+    send never fails the others. Every answer comes after COMMIT, so callers
+    still publish only what is durable.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, lanes: int = SEND_LANES, max_batch: int = MAX_SEND_BATCH) -> None:
+        self._pool = pool
+        self._lanes = lanes
+        self._max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._busy = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def send(self, args: _SendArgs) -> asyncpg.Record:
+        future: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
+        self._queue.append((args, future))
+        if self._busy < self._lanes:
+            self._busy += 1
+            task = asyncio.create_task(self._lane())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    def _take(self) -> list[_Pending]:
+        batch = [item for item in self._queue[: self._max_batch] if not item[1].done()]
+        del self._queue[: self._max_batch]
+        return batch
+
+    async def _lane(self) -> None:
+        busy = True
+        try:
+            async with self._pool.acquire() as conn:
+                while self._queue:
+                    batch = self._take()
+                    if batch:
+                        await self._run(conn, batch)
+                # No await between seeing the queue empty and freeing the
+                # lane: a send queued from now on starts a lane of its own.
+                busy = False
+                self._busy -= 1
+        except BaseException as exc:
+            if busy:
+                self._busy -= 1
+                pending, self._queue = self._queue, []  # nobody is left to run them
+                for _, future in pending:
+                    _fail(future, exc)
+            raise
+
+    @staticmethod
+    async def _run(conn: asyncpg.Connection, batch: list[_Pending]) -> None:
+        try:
+            if len(batch) == 1:
+                rows = [await conn.fetchrow(_SEND_SQL, *batch[0][0])]
+            else:
+                conversations, senders, client_ids, texts = zip(*(args for args, _ in batch), strict=True)
+                rows = await conn.fetch(_SEND_BATCH_SQL, conversations, senders, client_ids, texts)
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                _fail(batch[0][1], exc)
+                return
+            for args, future in batch:  # each on its own: only the bad one fails
+                try:
+                    row = await conn.fetchrow(_SEND_SQL, *args)
+                except asyncpg.PostgresError as one:
+                    _fail(future, one)
+                else:
+                    _resolve(future, row)
+            return
+        except BaseException as exc:
+            for _, future in batch:
+                _fail(future, exc)
+            raise
+        for (_, future), row in zip(batch, rows, strict=True):
+            _resolve(future, row)
+
+
 class ConversationStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._sends = GroupCommit(pool)
 
     async def page(self, user_id: str, limit: int, after: tuple[dt.datetime, str] | None) -> list[ConversationRow]:
         """The user's open conversations, most recent activity first, each with
@@ -164,11 +273,11 @@ class ConversationStore:
         return [message_from_row(r) for r in rows]
 
     async def send(self, conversation_id: str, sender: str, client_id: str, text: str) -> SendOutcome:
-        """One round trip: ``chat_send`` (migration 0005) locks, checks,
-        inserts and appends both members' events in one implicit transaction;
-        its reply carries everything needed to answer and to publish."""
-        row = await self._pool.fetchrow(_SEND_SQL, uuid.UUID(conversation_id), uuid.UUID(sender), client_id, text)
-        assert row is not None
+        """One round trip: ``chat_send`` (migration 0005), or ``chat_send_batch``
+        with the sends queued beside it, locks, checks, inserts and appends
+        both members' events in one implicit transaction; its reply carries
+        everything needed to answer and to publish."""
+        row = await self._sends.send((uuid.UUID(conversation_id), uuid.UUID(sender), client_id, text))
         status = row["status"]
         if row["message_id"] is None:
             return SendOutcome(status)

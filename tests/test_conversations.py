@@ -13,7 +13,14 @@ import pytest
 from config.settings import Settings
 from proximity_server import keys
 from store import db
-from store.conversations import ConversationStore, SendOutcome, SendStatus, message_from_row, message_payload
+from store.conversations import (
+    ConversationStore,
+    GroupCommit,
+    SendOutcome,
+    SendStatus,
+    message_from_row,
+    message_payload,
+)
 from tests.auth_helpers import ACCOUNT_OVERRIDES, fresh_rate_window
 from tests.chat_helpers import Person, like, matched_pair, person
 from tests.conftest import AppClient, MakeClient
@@ -320,3 +327,82 @@ async def test_concurrent_sends_commit_in_id_order(make_client: MakeClient, pg: 
             uuid.UUID(who.user_id),
         )
         assert [r["id"] for r in logged] == ids
+
+
+async def test_group_commit_answers_each_send_as_if_alone(
+    client: AppClient, settings: Settings, pg: asyncpg.Connection
+) -> None:
+    a, b, match = await matched_pair(client)
+    conv = match["conversation_id"]
+    c = await person(client)
+    await like(client, a, c)
+    _, closed = await like(client, c, a)
+    assert (await client.delete(f"/matches/{closed['match_id']}", headers=a.auth)).status == 204
+    assert settings.database_url
+    pool = await db.create_pool(settings.database_url, settings.db_schema, max_size=2)
+    try:
+        queries: list[str] = []
+        for _ in range(2):
+            async with pool.acquire() as conn:
+                conn.add_query_logger(lambda logged: queries.append(logged.query))
+        store = ConversationStore(pool)
+        store._sends = GroupCommit(pool, lanes=1)  # one lane: everything behind the first send is batched
+        sends = [
+            (conv, a.user_id, "g-0", "first, alone"),
+            (conv, a.user_id, "g-1", "one"),
+            (conv, b.user_id, "g-1", "b's own g-1"),
+            (conv, a.user_id, "g-1", "a retry in the same batch"),
+            (str(uuid.uuid4()), a.user_id, "g-2", "no such conversation"),
+            (closed["conversation_id"], a.user_id, "g-3", "closed"),
+            (closed["conversation_id"], a.user_id, "g-1", "reused elsewhere"),
+            (conv, b.user_id, "g-4", "two"),
+            (conv, a.user_id, "g-5", "three"),
+        ]
+        events = client.app[keys.EVENTS]
+        before = {who.user_id: await events.last_event_id(who.user_id) for who in (a, b)}
+        outcomes = await asyncio.gather(*(store.send(*s) for s in sends))
+        assert any("chat_send_batch" in q for q in queries)
+        assert [o.status for o in outcomes] == [
+            SendStatus.CREATED,
+            SendStatus.CREATED,
+            SendStatus.CREATED,
+            SendStatus.DUPLICATE,
+            SendStatus.NOT_FOUND,
+            SendStatus.CLOSED,
+            SendStatus.CLIENT_ID_REUSED,
+            SendStatus.CREATED,
+            SendStatus.CREATED,
+        ]
+        assert outcomes[3].message == outcomes[1].message and outcomes[3].events == ()
+        created = [o for o in outcomes if o.status == SendStatus.CREATED]
+        ids = [o.message.id for o in created if o.message]
+        assert ids == sorted(ids) and len(set(ids)) == 5
+        assert await pg.fetchval("SELECT last_message_id FROM conversations WHERE id = $1", uuid.UUID(conv)) == ids[-1]
+        for who in (a, b):
+            mine = [e for o in created for e in o.events if e.user_id == who.user_id]
+            start = before[who.user_id]
+            assert [e.event_id for e in mine] == list(range(start + 1, start + 6))  # gap-free, in message order
+            stored = await events.events_since(who.user_id, start, 100)
+            assert stored == mine
+    finally:
+        await pool.close()
+
+
+async def test_one_bad_send_in_a_batch_fails_alone(client: AppClient, settings: Settings) -> None:
+    a, b, match = await matched_pair(client)
+    conv = match["conversation_id"]
+    assert settings.database_url
+    pool = await db.create_pool(settings.database_url, settings.db_schema, max_size=1)
+    try:
+        store = ConversationStore(pool)
+        store._sends = GroupCommit(pool, lanes=1)
+        texts = ["alone", "fine", "nul \x00 is refused by PostgreSQL", "fine too"]
+        outcomes = await asyncio.gather(
+            *(store.send(conv, a.user_id, f"b-{i}", t) for i, t in enumerate(texts)), return_exceptions=True
+        )
+        assert isinstance(outcomes[2], asyncpg.PostgresError)
+        good = [o for i, o in enumerate(outcomes) if i != 2]
+        assert all(isinstance(o, SendOutcome) and o.status == SendStatus.CREATED for o in good)
+        assert await client.app[keys.EVENTS].last_event_id(b.user_id) == 1 + 3
+    finally:
+        await pool.close()

@@ -114,3 +114,140 @@ BEGIN
     status := 'created';
 END
 $$;
+
+-- Group commit: several sends (item i = the i-th element of each array) in
+-- one call and one transaction, each item answered as chat_send answers it,
+-- in item order. Locks are taken in one global order, so batches running at
+-- once on several connections (and unmatches) never wait in a cycle: first
+-- every conversation of the batch in id order, then every member's event
+-- counter in user-id order, each counter bumped once by the number of events
+-- the batch gives that user. Messages are inserted in item order, so ids
+-- still commit in increasing order per conversation; two items with the same
+-- sender and client_id give one message (the later item is a 'duplicate').
+CREATE FUNCTION chat_send_batch(
+    p_conversations UUID[], p_senders UUID[], p_client_ids TEXT[], p_texts TEXT[]
+) RETURNS TABLE (
+    item INT,
+    status TEXT,
+    message_id BIGINT,
+    message_text TEXT,
+    message_created_at TIMESTAMPTZ,
+    member_a UUID,
+    member_b UUID,
+    event_id_a BIGINT,
+    event_id_b BIGINT,
+    event_created_at_a TIMESTAMPTZ,
+    event_created_at_b TIMESTAMPTZ
+) LANGUAGE plpgsql AS $$
+DECLARE
+    n INT := coalesce(array_length(p_conversations, 1), 0);
+    r_status TEXT[] := '{}';
+    r_id BIGINT[] := '{}';
+    r_text TEXT[] := '{}';
+    r_at TIMESTAMPTZ[] := '{}';
+    r_a UUID[] := '{}';
+    r_b UUID[] := '{}';
+    r_ev_a BIGINT[] := '{}';
+    r_ev_b BIGINT[] := '{}';
+    v_a UUID;
+    v_b UUID;
+    v_closed_at TIMESTAMPTZ;
+    v_first_conversation UUID;
+    v_id BIGINT;
+    v_text TEXT;
+    v_at TIMESTAMPTZ;
+    v_users UUID[];
+    v_next BIGINT[];
+    v_pos INT;
+    e_user UUID[] := '{}';
+    e_id BIGINT[] := '{}';
+    e_payload JSONB[] := '{}';
+    v_payload JSONB;
+BEGIN
+    PERFORM 1 FROM conversations c WHERE c.id = ANY (p_conversations) ORDER BY c.id FOR UPDATE;
+
+    FOR i IN 1 .. n LOOP
+        v_id := NULL; v_text := NULL; v_at := NULL;
+        SELECT c.user_a, c.user_b, c.closed_at INTO v_a, v_b, v_closed_at
+        FROM conversations c WHERE c.id = p_conversations[i] AND p_senders[i] IN (c.user_a, c.user_b);
+        IF NOT FOUND THEN
+            r_status[i] := 'not_found';
+            CONTINUE;
+        END IF;
+        r_a[i] := v_a;
+        r_b[i] := v_b;
+        SELECT m.id, m.conversation_id, m.text, m.created_at INTO v_id, v_first_conversation, v_text, v_at
+        FROM messages m WHERE m.sender = p_senders[i] AND m.client_id = p_client_ids[i];
+        IF FOUND THEN
+            IF v_first_conversation <> p_conversations[i] THEN
+                r_status[i] := 'client_id_reused';
+            ELSE
+                r_status[i] := 'duplicate';
+                r_id[i] := v_id; r_text[i] := v_text; r_at[i] := v_at;
+            END IF;
+            CONTINUE;
+        END IF;
+        IF v_closed_at IS NOT NULL THEN
+            r_status[i] := 'closed';
+            CONTINUE;
+        END IF;
+        INSERT INTO messages AS m (conversation_id, sender, client_id, text)
+        VALUES (p_conversations[i], p_senders[i], p_client_ids[i], p_texts[i])
+        ON CONFLICT (sender, client_id) DO NOTHING
+        RETURNING m.id, m.text, m.created_at INTO v_id, v_text, v_at;
+        IF NOT FOUND THEN
+            r_status[i] := 'client_id_reused';
+            CONTINUE;
+        END IF;
+        UPDATE conversations c SET last_message_id = v_id, last_activity_at = v_at WHERE c.id = p_conversations[i];
+        r_status[i] := 'created';
+        r_id[i] := v_id; r_text[i] := v_text; r_at[i] := v_at;
+    END LOOP;
+
+    -- Each member's counter, bumped once by its number of new events, in user-id order.
+    WITH need AS (
+        SELECT u, count(*) AS k
+        FROM generate_subscripts(p_conversations, 1) AS g(i), unnest(ARRAY[r_a[g.i], r_b[g.i]]) AS u
+        WHERE r_status[g.i] = 'created'
+        GROUP BY u
+    ), bumped AS (
+        INSERT INTO user_event_counters AS ctr (user_id, last_event_id)
+        SELECT need.u, need.k FROM need ORDER BY need.u
+        ON CONFLICT (user_id) DO UPDATE SET last_event_id = ctr.last_event_id + excluded.last_event_id
+        RETURNING ctr.user_id, ctr.last_event_id
+    )
+    SELECT array_agg(b.user_id), array_agg(b.last_event_id - need.k + 1) INTO v_users, v_next
+    FROM bumped b JOIN need ON need.u = b.user_id;
+
+    FOR i IN 1 .. n LOOP
+        IF r_status[i] = 'created' THEN
+            v_payload := jsonb_build_object(
+                'conversation_id', p_conversations[i]::text,
+                'message', jsonb_build_object(
+                    'id', r_id[i],
+                    'conversation_id', p_conversations[i]::text,
+                    'sender_id', p_senders[i]::text,
+                    'client_id', p_client_ids[i],
+                    'text', r_text[i],
+                    'created_at', chat_iso_utc(r_at[i])));
+            v_pos := array_position(v_users, r_a[i]);
+            r_ev_a[i] := v_next[v_pos];
+            v_next[v_pos] := v_next[v_pos] + 1;
+            v_pos := array_position(v_users, r_b[i]);
+            r_ev_b[i] := v_next[v_pos];
+            v_next[v_pos] := v_next[v_pos] + 1;
+            e_user := array_cat(e_user, ARRAY[r_a[i], r_b[i]]);
+            e_id := array_cat(e_id, ARRAY[r_ev_a[i], r_ev_b[i]]);
+            e_payload := array_cat(e_payload, ARRAY[v_payload, v_payload]);
+        END IF;
+    END LOOP;
+
+    INSERT INTO user_events (user_id, event_id, type, payload)
+    SELECT u, e, 'message', p FROM unnest(e_user, e_id, e_payload) AS x(u, e, p);
+
+    RETURN QUERY
+    SELECT g.i, r_status[g.i], r_id[g.i], r_text[g.i], r_at[g.i], r_a[g.i], r_b[g.i], r_ev_a[g.i], r_ev_b[g.i],
+           CASE WHEN r_status[g.i] = 'created' THEN now() END, CASE WHEN r_status[g.i] = 'created' THEN now() END
+    FROM generate_subscripts(p_conversations, 1) AS g(i) ORDER BY g.i;
+END
+$$;
