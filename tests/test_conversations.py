@@ -14,6 +14,7 @@ from config.settings import Settings
 from proximity_server import keys
 from store import db
 from store.conversations import (
+    LANE_LINGER_SECONDS,
     ConversationStore,
     GroupCommit,
     SendOutcome,
@@ -404,5 +405,28 @@ async def test_one_bad_send_in_a_batch_fails_alone(client: AppClient, settings: 
         good = [o for i, o in enumerate(outcomes) if i != 2]
         assert all(isinstance(o, SendOutcome) and o.status == SendStatus.CREATED for o in good)
         assert await client.app[keys.EVENTS].last_event_id(b.user_id) == 1 + 3
+    finally:
+        await pool.close()
+
+
+async def test_a_busy_lane_keeps_its_connection(client: AppClient, settings: Settings) -> None:
+    a, _, match = await matched_pair(client)
+    conv = match["conversation_id"]
+    assert settings.database_url
+    pool = await db.create_pool(settings.database_url, settings.db_schema, max_size=1)
+    try:
+        queries: list[str] = []
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda logged: queries.append(logged.query))
+            reset = conn.get_reset_query()
+        await asyncio.sleep(0.05)  # query loggers are called soon after, not at once
+        queries.clear()
+        store = ConversationStore(pool)
+        for i in range(3):  # back to back: no reset query between the sends
+            assert (await store.send(conv, a.user_id, f"l-{i}", "hi")).status == SendStatus.CREATED
+        await asyncio.sleep(0)
+        assert reset not in queries and len(queries) == 3
+        await asyncio.sleep(LANE_LINGER_SECONDS * 10)  # idle: the connection goes back to the pool
+        assert queries[3:] == [reset]
     finally:
         await pool.close()
