@@ -25,10 +25,11 @@ from typing import Any, Final
 
 import asyncpg
 
-from store.events import Event, EventType, append_event_in_transaction
+from store.events import Event, EventType
 
 _MESSAGE_COLUMNS: Final = "id, conversation_id, sender, client_id, text, created_at"
 _SEND_SQL: Final = "SELECT * FROM chat_send($1, $2, $3, $4)"
+_MARK_READ_SQL: Final = "SELECT * FROM chat_mark_read($1, $2, $3)"
 _SEND_BATCH_SQL: Final = "SELECT * FROM chat_send_batch($1, $2, $3, $4) ORDER BY item"
 SEND_LANES: Final = 2  # batches in flight at once, each on a pooled connection of its own
 MAX_SEND_BATCH: Final = 64
@@ -314,37 +315,14 @@ class ConversationStore:
 
     async def mark_read(self, conversation_id: str, reader: str, up_to: int) -> ReadOutcome:
         """Move the reader's mark forward to ``up_to`` (a message of this
-        conversation) and tell the other member; a mark never moves back."""
-        cid, me = uuid.UUID(conversation_id), uuid.UUID(reader)
-        async with self._pool.acquire() as conn, conn.transaction():
-            conv = await conn.fetchrow(
-                "SELECT user_a, user_b FROM conversations WHERE id = $1 AND $2 IN (user_a, user_b)", cid, me
-            )
-            if conv is None:
-                return ReadOutcome(ReadStatus.NOT_FOUND)
-            exists = await conn.fetchval("SELECT 1 FROM messages WHERE id = $1 AND conversation_id = $2", up_to, cid)
-            if exists is None:
-                return ReadOutcome(ReadStatus.NO_SUCH_MESSAGE)
-            moved = await conn.fetchval(
-                """UPDATE conversation_members SET last_read_message_id = $3
-                   WHERE conversation_id = $1 AND user_id = $2 AND last_read_message_id < $3
-                   RETURNING last_read_message_id""",
-                cid,
-                me,
-                up_to,
-            )
-            if moved is None:
-                current = await conn.fetchval(
-                    "SELECT last_read_message_id FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
-                    cid,
-                    me,
-                )
-                return ReadOutcome(ReadStatus.MARKED, int(current))
-            other = conv["user_b"] if conv["user_a"] == me else conv["user_a"]
-            event = await append_event_in_transaction(
-                conn,
-                str(other),
-                EventType.READ,
-                {"conversation_id": conversation_id, "reader_id": reader, "last_read_message_id": up_to},
-            )
-            return ReadOutcome(ReadStatus.MARKED, up_to, (event,))
+        conversation) and tell the other member; a mark never moves back.
+        One round trip: ``chat_mark_read`` (migration 0005)."""
+        row = await self._pool.fetchrow(_MARK_READ_SQL, uuid.UUID(conversation_id), uuid.UUID(reader), up_to)
+        assert row is not None
+        if row["status"] != ReadStatus.MARKED:
+            return ReadOutcome(row["status"])
+        if row["event_id"] is None:
+            return ReadOutcome(ReadStatus.MARKED, int(row["last_read"]))
+        payload = {"conversation_id": conversation_id, "reader_id": reader, "last_read_message_id": up_to}
+        event = Event(str(row["other_member"]), row["event_id"], EventType.READ, payload, row["event_created_at"])
+        return ReadOutcome(ReadStatus.MARKED, up_to, (event,))

@@ -17,6 +17,8 @@ from store.conversations import (
     LANE_LINGER_SECONDS,
     ConversationStore,
     GroupCommit,
+    ReadOutcome,
+    ReadStatus,
     SendOutcome,
     SendStatus,
     message_from_row,
@@ -428,5 +430,33 @@ async def test_a_busy_lane_keeps_its_connection(client: AppClient, settings: Set
         assert reset not in queries and len(queries) == 3
         await asyncio.sleep(LANE_LINGER_SECONDS * 10)  # idle: the connection goes back to the pool
         assert queries[3:] == [reset]
+    finally:
+        await pool.close()
+
+
+async def test_a_read_mark_is_one_round_trip(client: AppClient, settings: Settings) -> None:
+    a, b, match = await matched_pair(client)
+    conv = match["conversation_id"]
+    first = (await send(client, a, conv, "one"))[1]["id"]
+    second = (await send(client, a, conv, "two"))[1]["id"]
+    assert settings.database_url
+    pool = await db.create_pool(settings.database_url, settings.db_schema, max_size=1)
+    try:
+        queries: list[str] = []
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda logged: queries.append(logged.query))
+            reset = conn.get_reset_query()
+        store = ConversationStore(pool)
+        marked = await store.mark_read(conv, b.user_id, second)
+        assert marked.status == ReadStatus.MARKED and marked.last_read_message_id == second
+        [event] = marked.events
+        assert event.user_id == a.user_id and event.type == "read"
+        assert [event] == await client.app[keys.EVENTS].events_since(a.user_id, event.event_id - 1, 10)
+        assert await store.mark_read(conv, b.user_id, first) == ReadOutcome(ReadStatus.MARKED, second)  # never back
+        assert (await store.mark_read(conv, b.user_id, second + 1000)).status == ReadStatus.NO_SUCH_MESSAGE
+        assert (await store.mark_read(str(uuid.uuid4()), b.user_id, second)).status == ReadStatus.NOT_FOUND
+        await asyncio.sleep(0.05)
+        calls = [q for q in queries if q != reset]
+        assert len(calls) == 4 and len(set(calls)) == 1 and "chat_mark_read" in calls[0]
     finally:
         await pool.close()

@@ -251,3 +251,56 @@ BEGIN
     FROM generate_subscripts(p_conversations, 1) AS g(i) ORDER BY g.i;
 END
 $$;
+
+-- A read mark in one round trip: move the reader's mark forward to p_up_to
+-- (a message of this conversation; a mark never moves back) and append a
+-- 'read' event to the other member's log, in one implicit transaction.
+-- status: 'not_found' (no such conversation, or not a member),
+-- 'no_such_message', or 'marked' (event_id is NULL when the mark did not move).
+CREATE FUNCTION chat_mark_read(
+    p_conversation UUID, p_reader UUID, p_up_to BIGINT,
+    OUT status TEXT,
+    OUT last_read BIGINT,
+    OUT other_member UUID,
+    OUT event_id BIGINT,
+    OUT event_created_at TIMESTAMPTZ
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_a UUID;
+    v_b UUID;
+BEGIN
+    SELECT c.user_a, c.user_b INTO v_a, v_b
+    FROM conversations c WHERE c.id = p_conversation AND p_reader IN (c.user_a, c.user_b);
+    IF NOT FOUND THEN
+        status := 'not_found';
+        RETURN;
+    END IF;
+    PERFORM 1 FROM messages m WHERE m.id = p_up_to AND m.conversation_id = p_conversation;
+    IF NOT FOUND THEN
+        status := 'no_such_message';
+        RETURN;
+    END IF;
+    status := 'marked';
+    UPDATE conversation_members cm SET last_read_message_id = p_up_to
+    WHERE cm.conversation_id = p_conversation AND cm.user_id = p_reader AND cm.last_read_message_id < p_up_to
+    RETURNING cm.last_read_message_id INTO last_read;
+    IF NOT FOUND THEN
+        SELECT cm.last_read_message_id INTO last_read
+        FROM conversation_members cm WHERE cm.conversation_id = p_conversation AND cm.user_id = p_reader;
+        RETURN;
+    END IF;
+    other_member := CASE WHEN v_a = p_reader THEN v_b ELSE v_a END;
+    WITH counter AS (
+        INSERT INTO user_event_counters AS k (user_id, last_event_id) VALUES (other_member, 1)
+        ON CONFLICT (user_id) DO UPDATE SET last_event_id = k.last_event_id + 1
+        RETURNING k.last_event_id
+    )
+    INSERT INTO user_events AS e (user_id, event_id, type, payload)
+    SELECT other_member, counter.last_event_id, 'read', jsonb_build_object(
+        'conversation_id', p_conversation::text,
+        'reader_id', p_reader::text,
+        'last_read_message_id', p_up_to)
+    FROM counter
+    RETURNING e.event_id, e.created_at INTO event_id, event_created_at;
+END
+$$;
