@@ -198,7 +198,9 @@ class GroupCommit:
                 pending, self._queue = self._queue, []  # nobody is left to run them
                 for _, future in pending:
                     _fail(future, exc)
-            raise
+            if not isinstance(exc, Exception):  # cancelled: let it through
+                raise
+            # Otherwise every send it concerned has the error; nothing is left to report.
 
     @staticmethod
     async def _run(conn: asyncpg.Connection, batch: list[_Pending]) -> None:

@@ -460,3 +460,16 @@ async def test_a_read_mark_is_one_round_trip(client: AppClient, settings: Settin
         assert len(calls) == 4 and len(set(calls)) == 1 and "chat_mark_read" in calls[0]
     finally:
         await pool.close()
+
+
+async def test_sends_get_the_error_when_postgresql_is_out_of_reach(client: AppClient, settings: Settings) -> None:
+    a, _, match = await matched_pair(client)
+    assert settings.database_url
+    pool = await db.create_pool(settings.database_url, settings.db_schema, max_size=1)
+    await pool.close()
+    store = ConversationStore(pool)
+    outcomes = await asyncio.gather(
+        *(store.send(match["conversation_id"], a.user_id, f"down-{i}", "hi") for i in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(o, asyncpg.InterfaceError) for o in outcomes), outcomes
