@@ -268,11 +268,14 @@ def print_report(args: argparse.Namespace, rounds: list[tuple[Window, Window]]) 
             f"{ceiling.other_cores:.2f} / {server.other_cores:.2f} |"
         )
     ratios = [s.rate / c.rate for c, s in rounds]
+    server_rate = statistics.median(s.rate for _, s in rounds)
+    ceiling_rate = statistics.median(c.rate for c, _ in rounds)
+    p50 = statistics.median(s.stats.p50_ms for _, s in rounds)
+    p99 = statistics.median(s.stats.p99_ms for _, s in rounds)
     print(
         f"\n{args.pairs} pairs: median server / PostgreSQL ceiling = **{statistics.median(ratios):.2f}** "
-        f"(server {statistics.median(s.rate for _, s in rounds):.0f} msg/s, "
-        f"ceiling {statistics.median(c.rate for c, _ in rounds):.0f} msg/s); send-to-receive p50 {statistics.median(s.stats.p50_ms for _, s in rounds):.2f} ms, "
-        f"p99 {statistics.median(s.stats.p99_ms for _, s in rounds):.2f} ms (medians over {len(rounds)} rounds)"
+        f"(server {server_rate:.0f} msg/s, ceiling {ceiling_rate:.0f} msg/s); "
+        f"send-to-receive p50 {p50:.2f} ms, p99 {p99:.2f} ms (medians over {len(rounds)} rounds)"
     )
 
 
