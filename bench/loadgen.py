@@ -19,6 +19,9 @@ Scenarios
              sockets are opened before the timed part.
 ``idle_ws``  Fresh server (``--spawn``): RSS growth per authenticated idle WebSocket
              for N sockets, then a sample of them must still receive a nudge.
+``me``       One account (with a profile) per client; ``livez`` and ``GET /me``
+             windows alternate ``--repeat`` times on the SAME server; reports the
+             me/livez server-CPU-per-request ratio (the cost of an authenticated read).
 ``all``      livez+match (+session) and nudge at C=8 and C=32 on one spawned server,
              then idle_ws on a fresh one; prints a markdown summary table.
 
@@ -90,6 +93,20 @@ SHARED_INTERESTS: tuple[str, ...] = ("devops", "hardstyle")
 SERVICE_COMMS = frozenset({"redis-server", "postgres", "postmaster"})
 JSON_HEADERS = {"Content-Type": "application/json"}
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+#: A spawned server gets rate limits no benchmark reaches (unless --server-env sets them):
+#: ``me`` registers one account per client from one address and reads ``/me`` in a loop.
+BENCH_RATE_LIMIT_PER_MINUTE = "1000000000"
+RATE_LIMIT_ENV = ("RATE_LIMIT_AUTH_PER_MINUTE", "RATE_LIMIT_API_PER_MINUTE")
+BENCH_PASSWORD = "bench-passphrase-not-in-any-list-7Qx"  # noqa: S105 (a throwaway bench account)
+BENCH_PROFILE: dict[str, Any] = {
+    "display_name": "Bench",
+    "birthdate": "1990-05-17",
+    "gender": "woman",
+    "interested_in": ["man", "woman"],
+    "bio": "load generator account",
+    "interests": ["devops", "jazz", "hiking"],
+    "location": {"lat": 52.52, "lon": 13.405},
+}
 
 RequestFn = Callable[[aiohttp.ClientSession, int], Awaitable["str | None"]]
 
@@ -558,6 +575,8 @@ class SpawnedServer:
                 env["REDIS_URL"] = self.opts.redis_url
                 await flush_redis(self.opts.redis_url)
         env.setdefault("SESSION_TTL_SECONDS", "3600")
+        for name in RATE_LIMIT_ENV:
+            env.setdefault(name, BENCH_RATE_LIMIT_PER_MINUTE)
         env.update(self.opts.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         logf = _open_log(self.log_path)
@@ -909,6 +928,44 @@ def match_request(pool: Sequence[Session], rng: random.Random, tally: Counter[st
     return req
 
 
+async def create_account(http: aiohttp.ClientSession, email: str) -> dict[str, str]:
+    """Registers an account with a full profile; returns its bearer headers."""
+    body = orjson.dumps({"email": email, "password": BENCH_PASSWORD})
+    async with http.post("/auth/register", data=body, headers=JSON_HEADERS) as resp:
+        raw = await resp.read()
+        if resp.status != 201:
+            raise BenchError(f"POST /auth/register: HTTP {resp.status} {raw[:200]!r} (rate limits raised?)")
+    headers = bearer(str(orjson.loads(raw)["access_token"]))
+    async with http.put("/me/profile", data=orjson.dumps(BENCH_PROFILE), headers=headers) as resp:
+        raw = await resp.read()
+        if resp.status != 200:
+            raise BenchError(f"PUT /me/profile: HTTP {resp.status} {raw[:200]!r}")
+    return headers
+
+
+async def create_accounts(base_url: str, count: int, concurrency: int = 8) -> list[dict[str, str]]:
+    tag = secrets.token_hex(4)
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(base_url, timeout=HTTP_TIMEOUT) as http:
+
+        async def one(i: int) -> dict[str, str]:
+            async with gate:
+                return await create_account(http, f"bench-{tag}-{i}@example.com")
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+def me_request(accounts: Sequence[dict[str, str]]) -> RequestFn:
+    """Client ``wid`` reads ``/me`` as account ``wid`` (modulo the accounts)."""
+
+    async def req(http: aiohttp.ClientSession, wid: int) -> str | None:
+        async with http.get("/me", headers=accounts[wid % len(accounts)]) as resp:
+            await resp.read()
+            return None if resp.status == 200 else f"http_{resp.status}"
+
+    return req
+
+
 # --------------------------------------------------------------------------- scenarios
 
 
@@ -993,29 +1050,52 @@ async def scenario_match(cfg: RunConfig) -> dict[str, Any]:
                 "WARNING: most /match answers were 401, i.e. the pool's sessions are gone: was the "
                 "server's Redis db flushed by someone else? Use a --redis-url db nobody else uses."
             )
-    lz, mt = summarize_phases(livez), summarize_phases(match)
-    per_round_tp = [ratio(m.rps, lv.rps) for lv, m in zip(livez, match, strict=True)]
+    summary = {"pool_sessions": len(pool), **versus_livez("match", livez, match)}
+    return {"livez_phases": livez, "match_phases": match, "summary": summary}
+
+
+def versus_livez(name: str, livez: Sequence[PhaseResult], other: Sequence[PhaseResult]) -> dict[str, Any]:
+    """Medians of alternating livez/``name`` windows and their ratios (``name`` over livez)."""
+    lz, ot = summarize_phases(livez), summarize_phases(other)
+    per_round_tp = [ratio(o.rps, lv.rps) for lv, o in zip(livez, other, strict=True)]
     per_round_cpu = [
         ratio(
-            m.cpu.server_us_per_req if m.cpu else None,
+            o.cpu.server_us_per_req if o.cpu else None,
             lv.cpu.server_us_per_req if lv.cpu else None,
         )
-        for lv, m in zip(livez, match, strict=True)
+        for lv, o in zip(livez, other, strict=True)
     ]
-    summary = {
-        "pool_sessions": len(pool),
+    return {
         "livez": lz,
-        "match": mt,
-        "throughput_ratio_match_over_livez": ratio(mt["rps_median"], lz["rps_median"]),
+        name: ot,
+        f"throughput_ratio_{name}_over_livez": ratio(ot["rps_median"], lz["rps_median"]),
         "throughput_ratio_per_round": per_round_tp,
-        "cpu_per_req_ratio_match_over_livez": ratio(mt["server_us_per_req_median"], lz["server_us_per_req_median"]),
+        f"cpu_per_req_ratio_{name}_over_livez": ratio(ot["server_us_per_req_median"], lz["server_us_per_req_median"]),
         "cpu_per_req_ratio_per_round": per_round_cpu,
         "cpu_per_req_ratio_incl_services": ratio(
-            _sum_opt(mt["server_us_per_req_median"], mt["services_us_per_req_median"]),
+            _sum_opt(ot["server_us_per_req_median"], ot["services_us_per_req_median"]),
             _sum_opt(lz["server_us_per_req_median"], lz["services_us_per_req_median"]),
         ),
     }
-    return {"livez_phases": livez, "match_phases": match, "summary": summary}
+
+
+async def scenario_me(cfg: RunConfig) -> dict[str, Any]:
+    """livez and ``GET /me`` windows alternate on the same server; medians and ratios."""
+    load = cfg.load(32)
+    t0 = time.perf_counter()
+    accounts = await create_accounts(cfg.base_url, load.connections)
+    log(f"registered {len(accounts)} accounts with profiles in {time.perf_counter() - t0:.1f}s")
+    livez: list[PhaseResult] = []
+    me: list[PhaseResult] = []
+    for r in range(cfg.repeat):
+        log(f"me scenario round {r + 1}/{cfg.repeat}")
+        livez.append(await run_load("livez", load, livez_request()))
+        window = await run_load("me", load, me_request(accounts))
+        me.append(window)
+        if window.errors.get("http_429", 0):
+            log("WARNING: /me answered 429: run the server with RATE_LIMIT_API_PER_MINUTE raised")
+    summary = {"accounts": len(accounts), **versus_livez("me", livez, me)}
+    return {"livez_phases": livez, "me_phases": me, "summary": summary}
 
 
 def _sum_opt(a: float | None, b: float | None) -> float | None:
@@ -1385,14 +1465,14 @@ def phase_row(p: PhaseResult) -> str:
     )
 
 
-def _render_match(s: dict[str, Any]) -> list[str]:
-    lz, mt = s["livez"], s["match"]
+def _render_versus(name: str, s: dict[str, Any]) -> list[str]:
+    lz, mt = s["livez"], s[name]
     rows = [
         md_row(
             "throughput req/s",
             _f(lz["rps_median"], ".0f"),
             _f(mt["rps_median"], ".0f"),
-            _f(s["throughput_ratio_match_over_livez"], ".3f"),
+            _f(s[f"throughput_ratio_{name}_over_livez"], ".3f"),
         ),
         md_row("p50 ms", _f(lz["p50_ms_median"], ".2f"), _f(mt["p50_ms_median"], ".2f"), ""),
         md_row("p99 ms", _f(lz["p99_ms_median"], ".2f"), _f(mt["p99_ms_median"], ".2f"), ""),
@@ -1400,7 +1480,7 @@ def _render_match(s: dict[str, Any]) -> list[str]:
             "server CPU µs/req",
             _f(lz["server_us_per_req_median"]),
             _f(mt["server_us_per_req_median"]),
-            _f(s["cpu_per_req_ratio_match_over_livez"], ".2f"),
+            _f(s[f"cpu_per_req_ratio_{name}_over_livez"], ".2f"),
         ),
         md_row(
             "redis+postgres CPU µs/req",
@@ -1418,9 +1498,9 @@ def _render_match(s: dict[str, Any]) -> list[str]:
     tp = ", ".join(_f(r, ".3f") for r in s["throughput_ratio_per_round"])
     cpu = ", ".join(_f(r, ".2f") for r in s["cpu_per_req_ratio_per_round"])
     return [
-        "### match vs livez (same server, alternating windows, medians)",
+        f"### {name} vs livez (same server, alternating windows, medians)",
         "",
-        *md_table(("metric", "livez", "match", "match/livez"), "lrrr", rows),
+        *md_table(("metric", "livez", name, f"{name}/livez"), "lrrr", rows),
         f"Per-round throughput ratios: {tp}; per-round server CPU/req ratios: {cpu}.",
         "",
     ]
@@ -1497,10 +1577,11 @@ def render(results: dict[str, Any]) -> str:
     for key in ("livez", "session"):
         if key in results:
             phases += results[key]["phases"]
-    if "match" in results:
-        m = results["match"]
-        for lv, mt in zip(m["livez_phases"], m["match_phases"], strict=True):
-            phases += [lv, mt]
+    for name in VERSUS_SCENARIOS:
+        if name in results:
+            m = results[name]
+            for lv, mt in zip(m["livez_phases"], m[f"{name}_phases"], strict=True):
+                phases += [lv, mt]
     if phases:
         rows = [phase_row(p) for p in phases]
         out += [
@@ -1508,8 +1589,9 @@ def render(results: dict[str, Any]) -> str:
             "",
             *md_table(PHASE_COLUMNS, "lr" + "r" * 9, rows),
         ]
-    if "match" in results:
-        out += _render_match(results["match"]["summary"])
+    for name in VERSUS_SCENARIOS:
+        if name in results:
+            out += _render_versus(name, results[name]["summary"])
     nudges = [v for k, v in results.items() if k.startswith("nudge")]
     if nudges:
         out += _render_nudges(nudges)
@@ -1547,7 +1629,9 @@ def _json_default(obj: Any) -> Any:
 
 # --------------------------------------------------------------------------- CLI
 
-SCENARIOS = ("livez", "session", "match", "nudge", "idle_ws", "all")
+SCENARIOS = ("livez", "session", "match", "me", "nudge", "idle_ws", "all")
+#: Scenarios whose windows alternate with livez windows on the same server.
+VERSUS_SCENARIOS = ("match", "me")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1793,6 +1877,8 @@ async def _run_on(args: argparse.Namespace, redis_cluster_url: str | None) -> di
             results["session"] = await scenario_session(cfg)
         elif sc == "match":
             results["match"] = await scenario_match(cfg)
+        elif sc == "me":
+            results["me"] = await scenario_me(cfg)
         elif sc == "nudge":
             results[f"nudge_c{cfg.connections or 8}"] = await scenario_nudge(cfg)
         elif sc == "all":

@@ -2,9 +2,11 @@
 
 PostgreSQL holds the truth; Redis caches ``tokens_valid_after`` so that an
 authenticated request checks revocation (and counts its rate limit) in one
-round trip. The cache is filled with SET NX and overwritten after every
-change, so a reader that raced a "log out everywhere" cannot keep a stale
-value alive.
+round trip: one script (``lua/access_check.lua``) on the multiplexed
+connection, or, on a Redis Cluster (where the two keys live in different
+slots), one redis-py pipeline. PostgreSQL is read only when the cache is
+empty. The cache is filled with SET NX and overwritten after every change,
+so a reader that raced a "log out everywhere" cannot keep a stale value alive.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Final
 
 import asyncpg
 
+from store.mux import MuxCluster, MuxRedis
 from store.pubsub import Publisher
-from store.redis_client import RedisClient
+from store.redis_client import RedisClient, lua_source
 from store.redis_keys import Keys
 
 VALID_AFTER_CACHE_SECONDS: Final = 24 * 3600
@@ -63,9 +66,14 @@ def _user(row: asyncpg.Record) -> User:
 
 
 class AccountStore:
-    def __init__(self, pool: asyncpg.Pool, client: RedisClient, keys: Keys, publisher: Publisher) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, client: RedisClient, mux: MuxRedis | MuxCluster, keys: Keys, publisher: Publisher
+    ) -> None:
         self._pool = pool
         self._client = client
+        # A script needs all its keys in one slot: on a cluster the check stays a pipeline.
+        self._mux = mux if isinstance(mux, MuxRedis) else None
+        self._access_check = mux.register_script(lua_source("access_check"))
         self._keys = keys
         self._publisher = publisher
 
@@ -179,13 +187,18 @@ class AccountStore:
     async def access_check(self, user_id: str, api_bucket: str | None, window_ms: int) -> AccessCheck:
         """One round trip: the cached cut-off and this request's API hit count
         (0 when ``api_bucket`` is None: a request that is not counted)."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            pipe.get(self._keys.tokens_valid_after(user_id))
-            if api_bucket is not None:
-                pipe.incr(api_bucket)
-                pipe.pexpire(api_bucket, window_ms)
-            cached, *counted = await pipe.execute()
-        hits = counted[0] if counted else 0
+        cut_off_key = self._keys.tokens_valid_after(user_id)
+        if self._mux is not None:
+            keys = [cut_off_key] if api_bucket is None else [cut_off_key, api_bucket]
+            cached, hits = await self._mux.evalsha(self._access_check, keys, [window_ms])
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(cut_off_key)
+                if api_bucket is not None:
+                    pipe.incr(api_bucket)
+                    pipe.pexpire(api_bucket, window_ms)
+                cached, *counted = await pipe.execute()
+            hits = counted[0] if counted else 0
         if cached is None:
             return AccessCheck(valid_after_ms=None, cached=False, api_hits=int(hits))
         value = cached.decode() if isinstance(cached, bytes) else str(cached)

@@ -1,17 +1,23 @@
 """Conversations (one per match), their messages and the members' read marks.
 
-Sending locks the conversation row (``FOR UPDATE``): sends in one
-conversation queue up, so message ids commit in increasing order within it
-and ``last_message_id`` always points at the newest one; an unmatch that
-closes the conversation waits for (or is waited on by) a send, never races
-it. A message and its ``message`` events for both members commit together.
-A retried send (same sender, same ``client_id``) finds the first copy.
+Sending is one round trip: the ``chat_send`` function (migration 0005) runs
+in one implicit transaction; sends that arrive while earlier ones are in
+flight are committed together by ``chat_send_batch`` (group commit: one
+round trip and one COMMIT for the lot, see :class:`GroupCommit`). It locks the conversation row (``FOR UPDATE``):
+sends in one conversation queue up, so message ids commit in increasing order
+within it and ``last_message_id`` always points at the newest one; an unmatch
+that closes the conversation waits for (or is waited on by) a send, never
+races it. A message and its ``message`` events for both members commit
+together. A retried send (same sender, same ``client_id``) finds the first
+copy.
 
 Lock order: conversation row, then member rows, then event counters.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -19,10 +25,19 @@ from typing import Any, Final
 
 import asyncpg
 
-from store.events import Event, EventType, NewEvent, append_event_in_transaction, append_events_in_transaction
+from store.events import Event, EventType
 from store.profiles import PERSON_CARD_COLUMNS, PERSON_CARD_JOINS, PersonCard, person_card
 
 _MESSAGE_COLUMNS: Final = "id, conversation_id, sender, client_id, text, created_at"
+_SEND_SQL: Final = "SELECT * FROM chat_send($1, $2, $3, $4)"
+_MARK_READ_SQL: Final = "SELECT * FROM chat_mark_read($1, $2, $3)"
+_SEND_BATCH_SQL: Final = "SELECT * FROM chat_send_batch($1, $2, $3, $4) ORDER BY item"
+SEND_LANES: Final = 2  # batches in flight at once, each on a pooled connection of its own
+MAX_SEND_BATCH: Final = 64
+# A lane that runs dry waits this long for more sends before it gives its
+# connection back: under steady load it keeps it, and skips the pool's reset
+# query (a round trip) that every release costs.
+LANE_LINGER_SECONDS: Final = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +112,128 @@ def message_payload(message: Message) -> dict[str, Any]:
     }
 
 
+_SendArgs = tuple[uuid.UUID, uuid.UUID, str, str]  # conversation, sender, client_id, text
+_Pending = tuple[_SendArgs, "asyncio.Future[asyncpg.Record]"]
+
+
+def _resolve(future: asyncio.Future[asyncpg.Record], row: asyncpg.Record) -> None:
+    if not future.done():  # the caller may have gone (cancelled); the send stands, a retry finds it
+        future.set_result(row)
+
+
+def _fail(future: asyncio.Future[asyncpg.Record], exc: BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(exc, asyncio.CancelledError):
+        future.cancel()
+    else:
+        future.set_exception(exc)
+
+
+class GroupCommit:
+    """Concurrent sends committed together.
+
+    A send that finds a lane free goes out at once (``chat_send``, one round
+    trip). Sends arriving while ``lanes`` batches are in flight queue up, and
+    the next free lane takes up to ``max_batch`` of them in one
+    ``chat_send_batch`` call: one round trip and one COMMIT for all, each
+    send answered as if alone. A lane keeps its pooled connection while there
+    is work. If a batch fails, its sends are retried one by one, so one bad
+    send never fails the others. Every answer comes after COMMIT, so callers
+    still publish only what is durable.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, lanes: int = SEND_LANES, max_batch: int = MAX_SEND_BATCH) -> None:
+        self._pool = pool
+        self._lanes = lanes
+        self._max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._busy = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._arrived = asyncio.Event()
+        self._lingering = 0
+
+    async def send(self, args: _SendArgs) -> asyncpg.Record:
+        future: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
+        self._queue.append((args, future))
+        self._arrived.set()  # a lingering lane takes it
+        if not self._lingering and self._busy < self._lanes:
+            self._busy += 1
+            task = asyncio.create_task(self._lane())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    def _take(self) -> list[_Pending]:
+        batch = [item for item in self._queue[: self._max_batch] if not item[1].done()]
+        del self._queue[: self._max_batch]
+        return batch
+
+    async def _lane(self) -> None:
+        busy = True
+        try:
+            async with self._pool.acquire() as conn:
+                while True:
+                    while self._queue:
+                        batch = self._take()
+                        if batch:
+                            await self._run(conn, batch)
+                    self._arrived.clear()
+                    self._lingering += 1
+                    try:
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(LANE_LINGER_SECONDS):
+                                await self._arrived.wait()
+                    finally:
+                        self._lingering -= 1
+                    if not self._queue:
+                        break
+                # No await between seeing the queue empty and freeing the
+                # lane: a send queued from now on starts a lane of its own.
+                busy = False
+                self._busy -= 1
+        except BaseException as exc:
+            if busy:
+                self._busy -= 1
+                pending, self._queue = self._queue, []  # nobody is left to run them
+                for _, future in pending:
+                    _fail(future, exc)
+            if not isinstance(exc, Exception):  # cancelled: let it through
+                raise
+            # Otherwise every send it concerned has the error; nothing is left to report.
+
+    @staticmethod
+    async def _run(conn: asyncpg.Connection, batch: list[_Pending]) -> None:
+        try:
+            if len(batch) == 1:
+                rows = [await conn.fetchrow(_SEND_SQL, *batch[0][0])]
+            else:
+                conversations, senders, client_ids, texts = zip(*(args for args, _ in batch), strict=True)
+                rows = await conn.fetch(_SEND_BATCH_SQL, conversations, senders, client_ids, texts)
+        except asyncpg.PostgresError as exc:
+            if len(batch) == 1:
+                _fail(batch[0][1], exc)
+                return
+            for args, future in batch:  # each on its own: only the bad one fails
+                try:
+                    row = await conn.fetchrow(_SEND_SQL, *args)
+                except asyncpg.PostgresError as one:
+                    _fail(future, one)
+                else:
+                    _resolve(future, row)
+            return
+        except BaseException as exc:
+            for _, future in batch:
+                _fail(future, exc)
+            raise
+        for (_, future), row in zip(batch, rows, strict=True):
+            _resolve(future, row)
+
+
 class ConversationStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._sends = GroupCommit(pool)
 
     async def page(self, user_id: str, limit: int, after: tuple[dt.datetime, str] | None) -> list[ConversationRow]:
         """The user's open conversations, most recent activity first, each with
@@ -161,94 +295,36 @@ class ConversationStore:
         return [message_from_row(r) for r in rows]
 
     async def send(self, conversation_id: str, sender: str, client_id: str, text: str) -> SendOutcome:
-        cid, me = uuid.UUID(conversation_id), uuid.UUID(sender)
-        async with self._pool.acquire() as conn, conn.transaction():
-            conv = await conn.fetchrow(
-                """SELECT user_a, user_b, closed_at FROM conversations
-                   WHERE id = $1 AND $2 IN (user_a, user_b) FOR UPDATE""",
-                cid,
-                me,
-            )
-            if conv is None:
-                return SendOutcome(SendStatus.NOT_FOUND)
-            first = await self._by_client_id(conn, me, client_id)
-            if first is not None:
-                if first.conversation_id != conversation_id:
-                    return SendOutcome(SendStatus.CLIENT_ID_REUSED)
-                return SendOutcome(SendStatus.DUPLICATE, first)
-            if conv["closed_at"] is not None:
-                return SendOutcome(SendStatus.CLOSED)
-            row = await conn.fetchrow(
-                f"""INSERT INTO messages (conversation_id, sender, client_id, text) VALUES ($1, $2, $3, $4)
-                    ON CONFLICT (sender, client_id) DO NOTHING
-                    RETURNING {_MESSAGE_COLUMNS}""",  # noqa: S608 (a constant column list)
-                cid,
-                me,
-                client_id,
-                text,
-            )
-            if row is None:
-                # The same client_id, sent at this instant to another conversation.
-                return SendOutcome(SendStatus.CLIENT_ID_REUSED)
-            message = message_from_row(row)
-            await conn.execute(
-                "UPDATE conversations SET last_message_id = $2, last_activity_at = $3 WHERE id = $1",
-                cid,
-                message.id,
-                message.created_at,
-            )
-            payload = {"conversation_id": conversation_id, "message": message_payload(message)}
-            events = await append_events_in_transaction(
-                conn,
-                [
-                    NewEvent(str(conv["user_a"]), EventType.MESSAGE, payload),
-                    NewEvent(str(conv["user_b"]), EventType.MESSAGE, payload),
-                ],
-            )
-            return SendOutcome(SendStatus.CREATED, message, tuple(events))
-
-    @staticmethod
-    async def _by_client_id(conn: asyncpg.Connection, sender: uuid.UUID, client_id: str) -> Message | None:
-        row = await conn.fetchrow(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = $1 AND client_id = $2",  # noqa: S608
-            sender,
-            client_id,
+        """One round trip: ``chat_send`` (migration 0005), or ``chat_send_batch``
+        with the sends queued beside it, locks, checks, inserts and appends
+        both members' events in one implicit transaction; its reply carries
+        everything needed to answer and to publish."""
+        row = await self._sends.send((uuid.UUID(conversation_id), uuid.UUID(sender), client_id, text))
+        status = row["status"]
+        if row["message_id"] is None:
+            return SendOutcome(status)
+        message = Message(
+            row["message_id"], conversation_id, sender, client_id, row["message_text"], row["message_created_at"]
         )
-        return None if row is None else message_from_row(row)
+        if status != SendStatus.CREATED:
+            return SendOutcome(status, message)
+        payload = {"conversation_id": conversation_id, "message": message_payload(message)}
+        events = (
+            Event(str(row["member_a"]), row["event_id_a"], EventType.MESSAGE, payload, row["event_created_at_a"]),
+            Event(str(row["member_b"]), row["event_id_b"], EventType.MESSAGE, payload, row["event_created_at_b"]),
+        )
+        return SendOutcome(status, message, events)
 
     async def mark_read(self, conversation_id: str, reader: str, up_to: int) -> ReadOutcome:
         """Move the reader's mark forward to ``up_to`` (a message of this
-        conversation) and tell the other member; a mark never moves back."""
-        cid, me = uuid.UUID(conversation_id), uuid.UUID(reader)
-        async with self._pool.acquire() as conn, conn.transaction():
-            conv = await conn.fetchrow(
-                "SELECT user_a, user_b FROM conversations WHERE id = $1 AND $2 IN (user_a, user_b)", cid, me
-            )
-            if conv is None:
-                return ReadOutcome(ReadStatus.NOT_FOUND)
-            exists = await conn.fetchval("SELECT 1 FROM messages WHERE id = $1 AND conversation_id = $2", up_to, cid)
-            if exists is None:
-                return ReadOutcome(ReadStatus.NO_SUCH_MESSAGE)
-            moved = await conn.fetchval(
-                """UPDATE conversation_members SET last_read_message_id = $3
-                   WHERE conversation_id = $1 AND user_id = $2 AND last_read_message_id < $3
-                   RETURNING last_read_message_id""",
-                cid,
-                me,
-                up_to,
-            )
-            if moved is None:
-                current = await conn.fetchval(
-                    "SELECT last_read_message_id FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
-                    cid,
-                    me,
-                )
-                return ReadOutcome(ReadStatus.MARKED, int(current))
-            other = conv["user_b"] if conv["user_a"] == me else conv["user_a"]
-            event = await append_event_in_transaction(
-                conn,
-                str(other),
-                EventType.READ,
-                {"conversation_id": conversation_id, "reader_id": reader, "last_read_message_id": up_to},
-            )
-            return ReadOutcome(ReadStatus.MARKED, up_to, (event,))
+        conversation) and tell the other member; a mark never moves back.
+        One round trip: ``chat_mark_read`` (migration 0005)."""
+        row = await self._pool.fetchrow(_MARK_READ_SQL, uuid.UUID(conversation_id), uuid.UUID(reader), up_to)
+        assert row is not None
+        if row["status"] != ReadStatus.MARKED:
+            return ReadOutcome(row["status"])
+        if row["event_id"] is None:
+            return ReadOutcome(ReadStatus.MARKED, int(row["last_read"]))
+        payload = {"conversation_id": conversation_id, "reader_id": reader, "last_read_message_id": up_to}
+        event = Event(str(row["other_member"]), row["event_id"], EventType.READ, payload, row["event_created_at"])
+        return ReadOutcome(ReadStatus.MARKED, up_to, (event,))

@@ -12,7 +12,11 @@ user's row in ``user_event_counters``, bumped with an upsert that holds the
 row lock until COMMIT, so concurrent writers for one user queue up and a
 rolled-back change gives its id back. Writers that append for several users
 lock them in user-id order (:func:`append_events_in_transaction`), so two
-transactions never wait on each other in a cycle.
+transactions never wait on each other in a cycle. Chat sends and read marks
+append theirs inside PostgreSQL (``chat_send``, ``chat_send_batch``,
+``chat_mark_read`` in migration 0005) with the same upsert, the same order
+and the same payloads, so ``events_since`` and the published copies read
+alike whoever wrote them.
 
 Published payload (a string on ``keys.user_channel(user_id)``)::
 

@@ -145,7 +145,7 @@ class NewPhoto:
 _COLUMNS: Final = "id, user_id, position, content_type, width, height, size_bytes, object_key, thumb_key, created_at"
 
 
-def _photo(row: asyncpg.Record) -> Photo:
+def photo_from_row(row: asyncpg.Record) -> Photo:
     return Photo(
         photo_id=str(row["id"]),
         user_id=str(row["user_id"]),
@@ -212,14 +212,14 @@ class PhotoRecords:
                 photo.object_key,
                 photo.thumb_key,
             )
-        return _photo(row)
+        return photo_from_row(row)
 
     async def list_for_user(self, user_id: str) -> list[Photo]:
         rows = await self._pool.fetch(
             f"SELECT {_COLUMNS} FROM photos WHERE user_id = $1 ORDER BY position",  # noqa: S608
             user_id,
         )
-        return [_photo(r) for r in rows]
+        return [photo_from_row(r) for r in rows]
 
     async def list_for_users(self, user_ids: Sequence[str]) -> dict[str, list[Photo]]:
         """Photos of several users (one discovery page) in one query."""
@@ -232,7 +232,7 @@ class PhotoRecords:
         )
         result: dict[str, list[Photo]] = {}
         for row in rows:
-            photo = _photo(row)
+            photo = photo_from_row(row)
             result.setdefault(photo.user_id, []).append(photo)
         return result
 
@@ -244,7 +244,7 @@ class PhotoRecords:
                 WHERE ph.id = $1 AND u.deleted_at IS NULL""",  # noqa: S608
             photo_id,
         )
-        return _photo(row) if row is not None else None
+        return photo_from_row(row) if row is not None else None
 
     async def delete(self, user_id: str, photo_id: str) -> Photo | None:
         """Remove the user's own photo and close the gap in positions."""
@@ -261,7 +261,7 @@ class PhotoRecords:
                 user_id,
                 row["position"],
             )
-        return _photo(row)
+        return photo_from_row(row)
 
     async def reorder(self, user_id: str, photo_ids: Sequence[str]) -> list[Photo]:
         """Set positions to the order of ``photo_ids``, which must be exactly the
@@ -284,7 +284,7 @@ class PhotoRecords:
                 f"SELECT {_COLUMNS} FROM photos WHERE user_id = $1 ORDER BY position",  # noqa: S608
                 user_id,
             )
-        return [_photo(r) for r in rows]
+        return [photo_from_row(r) for r in rows]
 
 
 async def open_s3_store(

@@ -14,6 +14,8 @@ from typing import Final
 
 import asyncpg
 
+from store.photos import Photo, photo_from_row
+
 
 @dataclass(frozen=True, slots=True)
 class Location:
@@ -59,6 +61,15 @@ PROFILE_COLUMNS = (
     "p.user_id, p.display_name, p.birthdate, p.gender, p.interested_in, p.bio, p.interests, "
     "p.lat, p.lon, p.created_at, p.updated_at"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class OwnAccount:
+    """Everything ``GET /me`` shows, read in one query."""
+
+    account: Account
+    profile: Profile | None
+    photos: list[Photo]  # empty without a profile
 
 
 def profile_from_row(row: asyncpg.Record) -> Profile:
@@ -117,6 +128,22 @@ class ProfileStore:
         if row is None:
             return None
         return Account(str(row["id"]), row["email"], row["created_at"])
+
+    async def own_account(self, user_id: str) -> OwnAccount | None:
+        """The live user's account, profile and photos in one round trip, or None."""
+        row = await self._pool.fetchrow(
+            f"""SELECT u.id AS account_id, u.email, u.created_at AS account_created_at, {PROFILE_COLUMNS},
+                       ARRAY(SELECT ph FROM photos ph WHERE ph.user_id = u.id ORDER BY ph.position) AS photos
+                FROM users u LEFT JOIN profiles p ON p.user_id = u.id
+                WHERE u.id = $1 AND u.deleted_at IS NULL""",  # noqa: S608 (constant columns)
+            user_id,
+        )
+        if row is None:
+            return None
+        account = Account(str(row["account_id"]), row["email"], row["account_created_at"])
+        if row["user_id"] is None:
+            return OwnAccount(account, None, [])
+        return OwnAccount(account, profile_from_row(row), [photo_from_row(r) for r in row["photos"]])
 
     async def get(self, user_id: str) -> Profile | None:
         """The profile of a live (not deleted) user, or None."""

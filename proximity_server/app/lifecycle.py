@@ -163,7 +163,9 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="password-hash")
     passwords = Passwords(PROFILES[settings.password_hash_profile], executor)
-    store = AccountStore(app[keys.PG_POOL], app[keys.REDIS], app[keys.REDIS_KEYS], app[keys.PUBLISHER])
+    store = AccountStore(
+        app[keys.PG_POOL], app[keys.REDIS], app[keys.REDIS_MUX], app[keys.REDIS_KEYS], app[keys.PUBLISHER]
+    )
     app[keys.ACCESS_TOKENS] = tokens
     app[keys.RATE_LIMITER] = limiter
     app[keys.ACCOUNTS] = AccountService(store, passwords, tokens, limiter)

@@ -234,11 +234,10 @@ class ProfileService:
     photos: PhotoRecords
 
     async def me(self, user_id: str) -> dict[str, Any]:
-        account = await self.profiles.account(user_id)
-        if account is None:
+        own = await self.profiles.own_account(user_id)
+        if own is None:
             raise NotFound("no such account")
-        profile = await self.profiles.get(user_id)
-        photos = await self.photos.list_for_user(user_id) if profile is not None else []
+        account, profile, photos = own.account, own.profile, own.photos
         return {
             "user_id": account.user_id,
             "email": account.email,

@@ -6,6 +6,15 @@ and ``jti``; all are required when decoding, and only HS256 is accepted, so
 has millisecond precision so that "log out everywhere" can tell a token
 issued just before it from one issued just after.
 
+Verifying a token (base64, JSON, HMAC, claim checks) is the costliest step
+of an authenticated request that does no other work, and a client sends the
+same token for up to 15 minutes. So each process remembers the tokens it has
+verified in a small LRU (``VERIFIED_TOKEN_CACHE_SIZE`` entries), keyed by the
+whole token string: a hit is a token byte-for-byte identical to one whose
+signature, issuer, audience and claims were checked, and it is refused once
+its ``exp`` has passed, like pyjwt would. Revocation is not cached: every
+request still checks ``tokens_valid_after`` (see ``auth``).
+
 Refresh tokens are 256 random bits; only their SHA-256 is ever stored.
 """
 
@@ -16,7 +25,10 @@ import hashlib
 import os
 import secrets
 import tempfile
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -32,6 +44,7 @@ JWT_SECRET_FILE_NAME: Final = "jwt_secret"  # noqa: S105 (a file name)
 JWT_SECRET_FILE_MODE: Final = 0o600
 MIN_JWT_SECRET_LENGTH: Final = 32
 _REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub", "jti")
+VERIFIED_TOKEN_CACHE_SIZE: Final = 4096
 
 
 class InvalidToken(Exception):
@@ -46,6 +59,12 @@ class AccessClaims:
 
 
 @dataclass(frozen=True, slots=True)
+class _Verified:
+    claims: AccessClaims
+    expires_at: float  # ``exp``: refused from this instant on
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedAccessToken:
     token: str
     claims: AccessClaims
@@ -53,11 +72,23 @@ class IssuedAccessToken:
 
 
 class AccessTokens:
-    def __init__(self, secret: bytes, issuer: str, audience: str, ttl_seconds: int = ACCESS_TOKEN_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        secret: bytes,
+        issuer: str,
+        audience: str,
+        ttl_seconds: int = ACCESS_TOKEN_TTL_SECONDS,
+        *,
+        cache_size: int = VERIFIED_TOKEN_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._secret = secret
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl_seconds
+        self._cache_size = cache_size
+        self._clock = clock
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     def issue(self, user_id: str, now: float) -> IssuedAccessToken:
         issued_at = round(now, 3)
@@ -74,6 +105,25 @@ class AccessTokens:
         return IssuedAccessToken(token, AccessClaims(user_id, jti, issued_at), self._ttl)
 
     def verify(self, token: str) -> AccessClaims:
+        """The claims of a valid token; raises InvalidToken. Remembers valid tokens until they expire."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            if self._clock() < hit.expires_at:
+                self._verified.move_to_end(token)
+                return hit.claims
+            del self._verified[token]
+            raise InvalidToken("Signature has expired")
+        claims, expires_at = self._decode(token)
+        self._verified[token] = _Verified(claims, expires_at)
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return claims
+
+    @property
+    def cached_tokens(self) -> int:
+        return len(self._verified)
+
+    def _decode(self, token: str) -> tuple[AccessClaims, float]:
         try:
             payload = jwt.decode(
                 token,
@@ -85,14 +135,14 @@ class AccessTokens:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from None
-        sub, jti, iat = payload["sub"], payload["jti"], payload["iat"]
+        sub, jti, iat, exp = payload["sub"], payload["jti"], payload["iat"], payload["exp"]
         if not isinstance(sub, str) or not isinstance(jti, str) or not isinstance(iat, int | float):
             raise InvalidToken("malformed claims")
         try:
             user_id = str(uuid.UUID(sub))
         except ValueError:
             raise InvalidToken("malformed subject") from None
-        return AccessClaims(user_id, jti, float(iat))
+        return AccessClaims(user_id, jti, float(iat)), float(int(exp))  # as pyjwt compares it
 
 
 def new_refresh_token() -> str:

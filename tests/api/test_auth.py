@@ -23,6 +23,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 
 from config.settings import Settings
+from proximity_server.app.state import ACCESS_TOKENS
 from proximity_server.features.passwords import PROFILES, common_passwords
 from proximity_server.features.tokens import load_or_create_secret
 from tests.auth_helpers import (
@@ -375,6 +376,20 @@ async def test_logout_all_kills_every_token(
     fresh = await login(client, email)
     assert (await whoami(client, fresh["access_token"]))[0] == 200
     assert (await whoami(other_instance, fresh["access_token"]))[0] == 200
+
+
+async def test_logout_all_rejects_tokens_every_process_has_cached(
+    client: AppClient, make_auth_client: MakeAuthClient
+) -> None:
+    """Both processes have verified (and so cached) the token: revocation still wins at once on both."""
+    body = await register(client)
+    other_instance = await make_auth_client()
+    for instance in (client, other_instance):
+        assert (await whoami(instance, body["access_token"]))[0] == 200
+        assert instance.app is not None and instance.app[ACCESS_TOKENS].cached_tokens == 1
+    assert (await client.post("/auth/logout-all", headers=bearer(body["access_token"]))).status == 204
+    for instance in (other_instance, client):
+        assert (await whoami(instance, body["access_token"]))[0] == 401
 
 
 async def test_revocation_survives_a_cold_cache(client: AppClient, redis: aioredis.Redis, settings: Settings) -> None:

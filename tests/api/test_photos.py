@@ -18,7 +18,16 @@ from config.settings import Settings, photos_dir
 from proximity_server.features import photos as photos_module
 from proximity_server.features.photos import MAX_UPLOAD_BYTES, clean_image, sniff_format
 from tests.conftest import AppClient, MakeClient
-from tests.profile_helpers import ACCOUNT_SETTINGS, User, image_bytes, sign_up, upload, upload_form
+from tests.profile_helpers import (
+    ACCOUNT_SETTINGS,
+    User,
+    image_bytes,
+    profile_body,
+    sign_up,
+    upload,
+    upload_form,
+    with_profile,
+)
 from tests.servers import free_port
 
 S3_BUCKET = "photos-test"
@@ -296,3 +305,17 @@ async def test_photo_reads_do_not_use_up_the_api_rate_limit(make_client: MakeCli
         assert (await client.get("/me", headers=user.headers)).status == 200  # calls 2..5
     limited = await client.get("/me", headers=user.headers)
     assert limited.status == 429 and "Retry-After" in limited.headers
+
+
+async def test_me_shows_the_profile_with_its_photos_in_order(client: AppClient) -> None:
+    """GET /me reads account, profile and photos in one query: all three must come back right."""
+    user = await with_profile(client)
+    ids = [(await upload(client, user))["photo_id"] for _ in range(3)]
+    new_order = [ids[1], ids[2], ids[0]]
+    assert (await client.put("/me/photos/order", json=new_order, headers=user.headers)).status == 200
+    body = await (await client.get("/me", headers=user.headers)).json()
+    assert body["user_id"] == user.user_id and body["email"].endswith("@example.com")
+    assert body["profile"]["display_name"] == profile_body()["display_name"]
+    assert [(p["photo_id"], p["position"]) for p in body["profile"]["photos"]] == [
+        (photo_id, position) for position, photo_id in enumerate(new_order)
+    ]

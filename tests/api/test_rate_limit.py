@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from config.settings import Settings
@@ -117,6 +118,21 @@ async def test_api_limit_per_user_is_shared_by_two_instances(make_auth_client: M
         _assert_limited(resp)
         assert (await resp.json())["error"]["code"] == "rate_limited"
     assert (await two.get(WHOAMI_PATH, headers=bearer(other["access_token"]))).status == 200
+
+
+async def test_api_counter_lives_one_window(
+    make_auth_client: MakeAuthClient, redis: aioredis.Redis, settings: Settings
+) -> None:
+    """The counter the access check increments expires with its window (set on the first hit, kept after)."""
+    client = await make_auth_client(rate_limit_api_per_minute=100, rate_limit_auth_per_minute=100)
+    await fresh_rate_window()
+    user = await register(client)
+    for _ in range(2):
+        assert (await client.get(WHOAMI_PATH, headers=bearer(user["access_token"]))).status == 200
+    counters = [k async for k in redis.scan_iter(f"{settings.redis_prefix}rl:api-user:{user['user_id']}:*")]
+    assert len(counters) == 1
+    assert await redis.get(counters[0]) == "2"
+    assert 0 < await redis.pttl(counters[0]) <= WINDOW_MS
 
 
 def test_client_ip_rules() -> None:

@@ -4,6 +4,7 @@ publishing on the user's Redis channel after COMMIT."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ import redis.asyncio as aioredis
 
 from config.settings import Settings
 from proximity_server.app import state as keys
-from store.events import EVENT_PREFIX, NewEvent, append_events_in_transaction
+from store.events import EVENT_PREFIX, NewEvent, _iso, append_events_in_transaction
 from store.redis_keys import Keys
 from tests.auth_helpers import ACCOUNT_OVERRIDES
 from tests.chat_helpers import Person, like, matched_pair, person
@@ -148,3 +149,15 @@ async def test_events_are_published_on_the_users_channel(
         assert orjson.loads(orjson.dumps(stored[-1].to_wire())) == got[redis_keys.user_channel(a.user_id)]
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_sql_writes_event_times_as_python_does(client: AppClient, pg: asyncpg.Connection) -> None:
+    """chat_send builds its events' payload in SQL; the times in it must read
+    exactly as the published copy (store.events._iso) does."""
+    samples = [
+        dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),  # no microseconds: none written
+        dt.datetime(2026, 1, 2, 3, 4, 5, 120, tzinfo=dt.UTC),
+        dt.datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+    ]
+    for value in samples:
+        assert await pg.fetchval("SELECT chat_iso_utc($1)", value) == _iso(value)
