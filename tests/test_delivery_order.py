@@ -9,9 +9,17 @@ last ones flood real server processes (``run.py``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from typing import Any
+import itertools
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
@@ -22,9 +30,9 @@ from proximity_server.broker import RedisBroker
 from proximity_server.delivery import GAP_WAIT_SECONDS, EventStream, Message
 from store.events import EventStore, append_event_in_transaction
 from tests.auth_helpers import ACCOUNT_OVERRIDES
-from tests.chat_helpers import person
+from tests.chat_helpers import Person, like, people, person
 from tests.conftest import AppClient
-from tests.delivery_helpers import kill_pubsub_clients_of
+from tests.delivery_helpers import Device, Server, kill_pubsub_clients_of, running_servers
 
 SETTLE_SECONDS = GAP_WAIT_SECONDS * 4
 
@@ -166,5 +174,156 @@ async def test_broker_tells_listeners_when_it_resubscribes(settings: Settings) -
         await client.aclose()
 
 
-def _ids(frames: list[dict[str, Any]]) -> list[int]:
-    return [f["event_id"] for f in frames if isinstance(f.get("event_id"), int)]
+# -- floods on real server processes ------------------------------------------------------
+
+FLOOD_MESSAGES = int(os.environ.get("XFLOOD", 20_000))
+SENDERS = 8
+DELIVERY_WITHIN_SECONDS = 60.0
+# ~25 s on a quiet 2-core machine; minutes when it is shared (see the report in the commit).
+FLOOD_TIMEOUT_SECONDS = 600
+
+
+@dataclass
+class Flood:
+    """One person with a device on each of two processes; ``SENDERS`` matches
+    of theirs, half on each process, send ``FLOOD_MESSAGES`` between them."""
+
+    servers: list[Server]
+    http: aiohttp.ClientSession
+    recipient: Person
+    devices: list[Device]
+    senders: list[tuple[Device, str]]  # a sender's socket, and its conversation with the recipient
+    first_message_id: int
+    sent: int = 0
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def last_event_id(self) -> int:
+        return self.first_message_id + FLOOD_MESSAGES - 1
+
+    async def run(self, *, at: dict[int, Callable[[], Awaitable[None]]] | None = None) -> None:
+        """Send every message, each sender waiting for each acknowledgement;
+        ``at``: run a step once that many messages were acknowledged."""
+        steps = dict(at or {})
+        per_sender = FLOOD_MESSAGES // len(self.senders)
+
+        async def send_all(index: int, device: Device, conversation_id: str) -> None:
+            for n in range(per_sender):
+                reply = await device.command(
+                    "send_message", conversation_id=conversation_id, client_id=f"s{index}-{n}", text=f"{index}/{n}"
+                )
+                assert reply["ok"], reply
+                self.sent += 1
+                self.acked.set()
+
+        async def run_steps() -> None:
+            for threshold in sorted(steps):
+                while self.sent < threshold:
+                    self.acked.clear()
+                    await self.acked.wait()
+                await steps[threshold]()
+
+        await asyncio.gather(
+            *(send_all(i, device, conversation) for i, (device, conversation) in enumerate(self.senders)),
+            run_steps(),
+        )
+
+    async def received_exactly(self, device: Device, after: int = 0) -> None:
+        """The device got every id after ``after`` up to the last, once each, in order."""
+        await device.wait_for_id(self.last_event_id, DELIVERY_WITHIN_SECONDS)
+        ids = device.event_ids
+        assert device.closed_with is None, f"closed with {device.closed_with}"
+        assert all(a < b for a, b in itertools.pairwise(ids)), "out of order or repeated"
+        assert ids == list(range(after + 1, self.last_event_id + 1)), f"{len(ids)} ids, missing some"
+
+
+def cpu_seconds(servers: list[Server]) -> float:
+    """User + system CPU the server processes used so far (``/proc/PID/stat``)."""
+    ticks = 0
+    for server in servers:
+        fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def flood_setup(client: AppClient, settings: Settings, tmp_path: Path) -> AsyncIterator[Flood]:
+    recipient = await person(client)
+    senders = await people(client, SENDERS)
+    conversations = []
+    for sender in senders:
+        await like(client, sender, recipient)
+        status, body = await like(client, recipient, sender)
+        assert status == 200 and body["matched"]
+        conversations.append(body["conversation_id"])
+    async with (
+        running_servers(settings, tmp_path, 2) as servers,
+        aiohttp.ClientSession() as http,
+    ):
+        devices = [await Device.connect(http, server, recipient.token) for server in servers]
+        for device in devices:
+            reply = await device.command("resume", last_event_id=0)
+            assert reply["result"]["replayed"] == SENDERS, reply  # the matches
+        sockets = []
+        for i, sender in enumerate(senders):
+            device = await Device.connect(http, servers[i % 2], sender.token)
+            assert (await device.command("resume", last_event_id=None))["ok"]
+            sockets.append((device, conversations[i]))
+        flood = Flood(servers, http, recipient, devices, sockets, first_message_id=SENDERS + 1)
+        try:
+            yield flood
+        finally:
+            for device in devices + [d for d, _ in sockets]:
+                await device.close()
+
+
+@pytest.mark.timeout(FLOOD_TIMEOUT_SECONDS)
+async def test_a_flood_from_two_processes_arrives_once_in_order_on_both_devices(
+    client: AppClient, settings: Settings, tmp_path: Path
+) -> None:
+    async with flood_setup(client, settings, tmp_path) as flood:
+        late: list[tuple[Device, int]] = []
+
+        async def resume_mid_flood() -> None:
+            """Two more devices join mid-flood, resuming from an id seen and from the start."""
+            for server, after in zip(flood.servers, (random.randint(1, flood.sent), 0), strict=True):
+                device = await Device.connect(flood.http, server, flood.recipient.token)
+                reply = await device.command("resume", last_event_id=after)
+                assert reply["ok"] and not reply["result"]["truncated"], reply
+                late.append((device, after))
+
+        started, cpu = time.monotonic(), cpu_seconds(flood.servers)
+        await flood.run(at={FLOOD_MESSAGES // 4: resume_mid_flood})
+        elapsed, cpu = time.monotonic() - started, cpu_seconds(flood.servers) - cpu
+        for device in flood.devices:
+            await flood.received_exactly(device)
+        for device, after in late:
+            await flood.received_exactly(device, after)
+            await device.close()
+        rate = FLOOD_MESSAGES / elapsed
+        print(f"\n{FLOOD_MESSAGES} messages in {elapsed:.1f} s ({rate:.0f}/s), servers' CPU {cpu:.1f} s")
+
+
+@pytest.mark.timeout(FLOOD_TIMEOUT_SECONDS)
+async def test_a_flood_arrives_once_in_order_while_pubsub_connections_are_killed(
+    client: AppClient, settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.redis_url
+    admin = aioredis.Redis.from_url(settings.redis_url)
+    kills: list[int] = []
+
+    async def kill_listeners() -> None:
+        pids = [server.proc.pid for server in flood.servers]
+        kills.append(await kill_pubsub_clients_of(admin, pids=pids))
+
+    try:
+        async with flood_setup(client, settings, tmp_path) as flood:
+            started = time.monotonic()
+            await flood.run(at={FLOOD_MESSAGES // 3: kill_listeners, 2 * FLOOD_MESSAGES // 3: kill_listeners})
+            sent_at = time.monotonic()
+            for device in flood.devices:
+                await flood.received_exactly(device)
+            print(f"\nsent in {sent_at - started:.1f} s, all delivered {time.monotonic() - sent_at:.1f} s later")
+    finally:
+        await admin.aclose()
+    assert kills == [2, 2]  # one listener per process, each time
