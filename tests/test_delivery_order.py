@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -172,6 +173,25 @@ async def test_broker_tells_listeners_when_it_resubscribes(settings: Settings) -
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.aclose()
+
+
+async def test_a_socket_catches_up_from_the_log_after_its_listener_reconnects(
+    client: AppClient, settings: Settings
+) -> None:
+    who = await person(client)
+    ws = await client.ws_connect("/ws", headers=who.auth)
+    await ws.send_str(orjson.dumps({"type": "resume", "id": 1, "last_event_id": 0}).decode())
+    assert orjson.loads((await ws.receive(timeout=5)).data)["result"]["replayed"] == 0
+    await append(client, who.user_id, 2)  # committed, but its publish went unheard
+    assert settings.redis_url
+    admin = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        assert await kill_pubsub_clients_of(admin, pids=[os.getpid()]) == 1  # this test's app only
+    finally:
+        await admin.aclose()
+    got = [orjson.loads((await ws.receive(timeout=5)).data) for _ in range(2)]
+    assert [(f["type"], f["event_id"]) for f in got] == [("message", 1), ("message", 2)]
+    await ws.close()
 
 
 # -- floods on real server processes ------------------------------------------------------
