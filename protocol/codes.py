@@ -39,6 +39,7 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SLOW_CONSUMER = 4008  # outgoing queue overflowed
+    RESYNC = 4009  # durable events could not be delivered in order: reconnect and resume
     AUTH_EXPIRED = 4401  # credential expired or revoked
     SESSION_EXPIRED = 4410  # the proximity session behind the socket ended
 
@@ -50,6 +51,7 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.MESSAGE_TOO_BIG: "frame too large",
     CloseCode.INTERNAL_ERROR: "internal error",
     CloseCode.SLOW_CONSUMER: "slow consumer",
+    CloseCode.RESYNC: "resync: reconnect and resume",
     CloseCode.AUTH_EXPIRED: "credential expired",
     CloseCode.SESSION_EXPIRED: "session expired",
 }

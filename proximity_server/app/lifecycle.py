@@ -254,6 +254,8 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         publisher=app[keys.PUBLISHER],
     )
     app[keys.REALTIME] = realtime
+    # Events published while the pub/sub connection was down: sockets catch up from the log.
+    app[keys.BROKER].add_resubscribe_listener(realtime.resubscribed)
 
     async def refresh_forever() -> None:
         while True:

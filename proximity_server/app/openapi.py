@@ -349,7 +349,9 @@ WS_USER_DESCRIPTION: Final = (
     "in the Authorization header, `?access_token=`, or an `auth` frame within 10 seconds. Commands: "
     "`auth`, `send_message`, `typing`, `read`, `resume`, `refresh`, `ping`, each answered by one `result`. "
     "Bad frames get error frames; five close with 1008; frames over 64 KiB close with 1009; an expired "
-    "or revoked credential closes with 4401."
+    "or revoked credential closes with 4401; a reader too slow closes with 4008. Durable events (with "
+    "`event_id`) arrive in id order with no gaps; a socket that cannot keep that promise (its gap was pruned "
+    "from the log, or too many events waited behind one) closes with 4009 resync: reconnect and `resume`."
 )
 
 

@@ -8,7 +8,10 @@ trip), so a broker only listens.
 Every subscriber connection reconnects by itself with backoff when Redis goes
 away and re-subscribes every channel it held; ``subscribe`` returns once Redis
 has confirmed the subscription, so a socket never misses an event published
-right after it was accepted.
+right after it was accepted. Events published while a channel was not
+subscribed are lost to pub/sub: once Redis confirms a channel again (after a
+reconnect, or a move to another shard) the broker tells its *resubscribe
+listeners* (``add_resubscribe_listener``), which catch up from a durable log.
 
 * ``RedisBroker``: one Redis, one connection, plain ``SUBSCRIBE``.
 * ``ShardedBroker``: a Redis Cluster. Channels use sharded pub/sub
@@ -43,6 +46,8 @@ CONNECT_TIMEOUT_SECONDS: Final = 2.0
 SLOT_REFRESH_MIN_SECONDS: Final = 1.0
 
 EventHandler = Callable[[str, str], None]
+# Called with a channel that is subscribed again after a gap in listening.
+ResubscribeListener = Callable[[str], None]
 # What a broken connection raises: redis-py's errors, the OS's, and uvloop's
 # RuntimeError for a write to a transport that has just closed.
 CONNECTION_TROUBLE: Final = (RedisError, OSError, RuntimeError)
@@ -73,6 +78,7 @@ class _Subscriber:
         anchor: str | None = None,
         on_trouble: Callable[[_Subscriber, BaseException | None], Awaitable[None]] | None = None,
         on_dropped: Callable[[str], None] | None = None,
+        on_resubscribed: ResubscribeListener | None = None,
     ) -> None:
         self.client = client
         self._on_event = on_event
@@ -80,6 +86,9 @@ class _Subscriber:
         self._anchor = anchor
         self._on_trouble = on_trouble  # called before each reconnect, e.g. to move channels
         self._on_dropped = on_dropped  # a channel the server unsubscribed us from
+        self._on_resubscribed = on_resubscribed
+        # Channels to announce to ``on_resubscribed`` once Redis confirms them.
+        self._resync: set[str] = set()
         self.channels: set[str] = set()
         self._pubsub: aioredis.client.PubSub | None = None
         self._connected = asyncio.Event()
@@ -132,6 +141,7 @@ class _Subscriber:
             return
         self._refs.pop(channel, None)
         self.channels.discard(channel)
+        self._resync.discard(channel)
         for waiter in self._waiters.pop(channel, ()):  # left before it was subscribed: nothing to wait for
             if not waiter.done():
                 waiter.set_result(None)
@@ -163,11 +173,13 @@ class _Subscriber:
         self.channels.discard(channel)
         self._sent.discard(channel)
         self._live.discard(channel)
+        self._resync.discard(channel)
         return self._refs.pop(channel, 0), self._waiters.pop(channel, [])
 
     async def adopt(self, channel: str, refs: int, waiters: list[asyncio.Future[None]]) -> None:
         self._refs[channel] = self._refs.get(channel, 0) + max(refs, 1)
         self.channels.add(channel)
+        self._resync.add(channel)  # it moved from another shard: events may have been missed
         if waiters:
             self._waiters.setdefault(channel, []).extend(waiters)
         self._wanted.set()
@@ -200,6 +212,13 @@ class _Subscriber:
         for waiter in self._waiters.pop(channel, ()):
             if not waiter.done():
                 waiter.set_result(None)
+        if channel in self._resync:
+            self._resync.discard(channel)
+            if self._on_resubscribed is not None:
+                try:
+                    self._on_resubscribed(channel)
+                except Exception:
+                    log.exception("resubscribe listener failed", extra={"channel": channel})
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting whenever the connection drops."""
@@ -218,6 +237,8 @@ class _Subscriber:
                 continue
             pubsub = self.client.pubsub()
             self._sent, self._live, self._leaving = set(channels), set(), set()
+            if trouble is not None:
+                self._resync |= self.channels
             try:
                 await self._command(pubsub, *channels)
                 self._pubsub = pubsub
@@ -274,7 +295,18 @@ class RedisBroker:
     """A single Redis: one connection, ``SUBSCRIBE``."""
 
     def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler) -> None:
-        self._subscriber = _Subscriber(client, on_event, sharded=False, anchor=control_channel)
+        self._listeners: list[ResubscribeListener] = []
+        self._subscriber = _Subscriber(
+            client, on_event, sharded=False, anchor=control_channel, on_resubscribed=self._resubscribed
+        )
+
+    def add_resubscribe_listener(self, listener: ResubscribeListener) -> None:
+        """Call ``listener(channel)`` whenever a channel is subscribed again after a gap."""
+        self._listeners.append(listener)
+
+    def _resubscribed(self, channel: str) -> None:
+        for listener in self._listeners:
+            listener(channel)
 
     @property
     def connected(self) -> bool:
@@ -311,6 +343,15 @@ class ShardedBroker:
         self._moves: set[asyncio.Task[None]] = set()
         self._refresh_lock = asyncio.Lock()
         self._refreshed_at = -SLOT_REFRESH_MIN_SECONDS
+        self._listeners: list[ResubscribeListener] = []
+
+    def add_resubscribe_listener(self, listener: ResubscribeListener) -> None:
+        """Call ``listener(channel)`` whenever a channel is subscribed again after a gap."""
+        self._listeners.append(listener)
+
+    def _resubscribed(self, channel: str) -> None:
+        for listener in self._listeners:
+            listener(channel)
 
     @property
     def connected(self) -> bool:
@@ -369,7 +410,12 @@ class ShardedBroker:
                 socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
             )
             subscriber = _Subscriber(
-                client, self._on_event, sharded=True, on_trouble=self._rehome, on_dropped=self._dropped
+                client,
+                self._on_event,
+                sharded=True,
+                on_trouble=self._rehome,
+                on_dropped=self._dropped,
+                on_resubscribed=self._resubscribed,
             )
             self._subscribers[node.name] = subscriber
             task = asyncio.create_task(subscriber.run(), name=f"pubsub-{node.name}")

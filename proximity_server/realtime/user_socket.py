@@ -13,8 +13,12 @@ Commands (each gets exactly one ``result``): ``auth``, ``send_message``,
 Resume without gaps or duplicates: a fresh socket holds durable events back
 until the client sends ``resume {last_event_id}`` (or ``null`` for "nothing to
 replay"), or ``RESUME_GRACE_SECONDS`` pass. Resume replays the log after that
-id, then releases what arrived meanwhile, skipping anything already sent; from
-then on an event id at or below the last one sent is never sent again.
+id, then releases what arrived meanwhile, skipping anything already sent.
+From then on durable events go out in ``event_id`` order, each once, with no
+gaps: events that overtake each other on the way are put back in order, and a
+gap is filled from the log (``delivery.EventStream``); after the broker
+re-subscribes the user's channel the socket catches up from the log. A socket
+that cannot be kept gap-free is closed with ``4009 resync``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from proximity_server.features.accounts import AccountService
 from proximity_server.features.conversations import ConversationService
 from proximity_server.features.errors import ApiError, BadRequest, NotFound, Unauthorized
 from proximity_server.features.tokens import ACCESS_TOKEN_TTL_SECONDS, AccessClaims, AccessTokens, InvalidToken
+from proximity_server.realtime.delivery import EventStream, Message
 from proximity_server.realtime.hub import LOGOUT_EVENT, Connection, Hub
 from store import realtime as realtime_store
 from store.events import EventStore
@@ -49,7 +54,6 @@ log = logging.getLogger(__name__)
 
 AUTH_DEADLINE_SECONDS: Final = 10.0
 RESUME_GRACE_SECONDS: Final = 2.0
-RESUME_PAGE: Final = 500
 RESUME_MAX_EVENTS: Final = 10_000
 BAD_FRAMES_BEFORE_CLOSE: Final = 5
 USER_COMMANDS: Final = frozenset({"auth", "send_message", "typing", "read", "resume", "refresh", "ping"})
@@ -59,10 +63,9 @@ USER_COMMANDS: Final = frozenset({"auth", "send_message", "typing", "read", "res
 class UserSocket:
     user_id: str
     issued_at_ms: int
+    # Durable events, in order (held back until the socket has resumed).
+    stream: EventStream
     expiry: asyncio.TimerHandle | None = None
-    last_event_id: int = 0
-    # Durable events held back until the socket has resumed (None once live).
-    held: list[dict[str, Any]] | None = field(default_factory=list)
     grace: asyncio.TimerHandle | None = None
     # Set once the socket is subscribed and its presence claimed: commands wait
     # for it, so that a reply never overtakes the socket's own set-up.
@@ -126,7 +129,7 @@ class Realtime:
         if timer is not None:
             timer.cancel()
         loop = asyncio.get_running_loop()
-        state = UserSocket(claims.user_id, int(claims.issued_at * 1000))
+        state = UserSocket(claims.user_id, int(claims.issued_at * 1000), self._stream(conn, claims.user_id))
         self._sockets[conn] = state
         self._arm_expiry(conn, state, claims)
         state.grace = loop.call_later(RESUME_GRACE_SECONDS, self._go_live, conn, state)
@@ -138,6 +141,17 @@ class Realtime:
                 self._spawn(self._announce(claims.user_id, online=True))
         finally:
             state.ready.set()
+
+    def _stream(self, conn: Connection, user_id: str) -> EventStream:
+        async def read_log(after: int, limit: int) -> list[Message]:
+            return [event.to_wire() for event in await self._events.events_since(user_id, after, limit)]
+
+        return EventStream(
+            send=conn.send_message,
+            close=conn.close_soon,
+            read_log=read_log,
+            read_newest=lambda: self._events.last_event_id(user_id),
+        )
 
     def _arm_expiry(self, conn: Connection, state: UserSocket, claims: AccessClaims) -> None:
         if state.expiry is not None:
@@ -155,6 +169,7 @@ class Realtime:
         for handle in (state.expiry, state.grace):
             if handle is not None:
                 handle.cancel()
+        state.stream.stop()
         left = self._local.get(state.user_id, 0) - 1
         if left > 0:
             self._local[state.user_id] = left
@@ -198,24 +213,22 @@ class Realtime:
                 conn.close_soon(CloseCode.AUTH_EXPIRED)
             return False
         event_id = message.get("event_id")
-        if not isinstance(event_id, int):
+        if not isinstance(event_id, int) or isinstance(event_id, bool):
             return True  # ephemeral: typing, presence, nudge
-        if state.held is not None:
-            state.held.append(message)
-            return False
-        if event_id <= state.last_event_id:
-            return False
-        state.last_event_id = event_id
-        return True
+        return state.stream.offer(message)
+
+    def resubscribed(self, channel: str) -> None:
+        """The broker re-subscribed a channel after losing it: events published
+        meanwhile were not heard, so its sockets catch up from the log."""
+        for conn in self._hub.connections(channel):
+            state = self._sockets.get(conn)
+            if state is not None:
+                self._spawn(state.stream.catch_up())
 
     def _go_live(self, conn: Connection, state: UserSocket) -> None:
-        """Release held events (in id order, once each) and deliver live from now on."""
+        """No resume in time: deliver what arrived since the socket opened, then live."""
         state.grace = None
-        held, state.held = state.held or [], None
-        for message in sorted(held, key=lambda m: int(m["event_id"])):
-            if message["event_id"] > state.last_event_id:
-                state.last_event_id = message["event_id"]
-                conn.send_message(message)
+        self._spawn(state.stream.go_live())
 
     async def _resume(self, conn: Connection, state: UserSocket, last_event_id: object) -> dict[str, Any]:
         if last_event_id is not None and (
@@ -225,27 +238,8 @@ class Realtime:
         if state.grace is not None:
             state.grace.cancel()
             state.grace = None
-        if state.held is None:
-            state.held = []  # already live: hold new events while replaying
-        replayed = 0
-        truncated = False
-        try:
-            if last_event_id is not None:
-                after = max(last_event_id, state.last_event_id)
-                while True:
-                    page = await self._events.events_since(state.user_id, after, RESUME_PAGE)
-                    for event in page:
-                        conn.send_message(event.to_wire())
-                        after = state.last_event_id = event.event_id
-                    replayed += len(page)
-                    if len(page) < RESUME_PAGE:
-                        break
-                    if replayed >= RESUME_MAX_EVENTS:
-                        truncated = True
-                        break
-        finally:
-            self._go_live(conn, state)
-        return {"replayed": replayed, "last_event_id": state.last_event_id, "truncated": truncated}
+        replay = await state.stream.resume(last_event_id, RESUME_MAX_EVENTS)
+        return {"replayed": replay.replayed, "last_event_id": state.stream.last_sent, "truncated": replay.truncated}
 
     # -- commands ----------------------------------------------------------------
 
