@@ -143,7 +143,7 @@ async def test_a_gap_pruned_from_the_log_closes_with_resync(client: AppClient) -
 
 
 async def test_too_many_held_events_close_with_resync(client: AppClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("proximity_server.delivery.MAX_HELD_EVENTS", 10)
+    monkeypatch.setattr("proximity_server.realtime.delivery.MAX_HELD_EVENTS", 10)
     recorder, _ = await live_recorder(client, 1)
     for event_id in range(3, 14):
         recorder.offer(event_id)

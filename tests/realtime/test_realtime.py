@@ -76,7 +76,7 @@ async def test_auth_by_query_and_by_frame(client: AppClient) -> None:
 
 
 async def test_no_auth_frame_closes_with_4401(client: AppClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("proximity_server.realtime.AUTH_DEADLINE_SECONDS", 0.3)
+    monkeypatch.setattr("proximity_server.realtime.user_socket.AUTH_DEADLINE_SECONDS", 0.3)
     ws = await client.ws_connect("/ws")
     msg = await ws.receive(timeout=TIMEOUT)
     assert msg.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 4401
