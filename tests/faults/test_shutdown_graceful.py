@@ -324,8 +324,9 @@ async def test_a_second_sigterm_cuts_the_wait_short(
 def test_the_watchdog_ends_a_shutdown_that_hangs() -> None:
     """Should the last steps hang, the process still ends (status 1) when the grace period is over."""
     code = (
-        "import time, uvloop, run\n"
-        "stop = run.StopSignals(uvloop.new_event_loop())\n"
+        "import time, uvloop\n"
+        "from proximity_server.runtime.serve import StopSignals\n"
+        "stop = StopSignals(uvloop.new_event_loop())\n"
         "stop.start_watchdog(0.3)\n"
         "time.sleep(30)  # a cleanup that never returns\n"
     )
