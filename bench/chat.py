@@ -41,20 +41,17 @@ import aiohttp
 import asyncpg
 import orjson
 
-from bench.loadgen import (
+from bench.loadgen.common import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, log
+from bench.loadgen.measure import (
     CpuWindow,
     LatencyStats,
-    ServerOptions,
-    SpawnedServer,
     cpu_window,
-    log,
     raise_nofile_limit,
     service_roots_for,
     take_cpu_snapshot,
 )
+from bench.loadgen.spawn import ServerOptions, SpawnedServer
 
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 PASSWORD = "bench-password-" + "x" * 12
 
 

@@ -49,7 +49,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import resource
 import secrets
 import signal
 import statistics
@@ -63,22 +62,17 @@ import aiohttp
 import asyncpg
 import orjson
 
-from bench.loadgen import (
-    CLK_TCK,
-    DEFAULT_DATABASE_URL,
-    NCPU,
-    REPO_ROOT,
-    BenchError,
+from bench.loadgen.common import CLK_TCK, DEFAULT_DATABASE_URL, NCPU, REPO_ROOT, BenchError, log
+from bench.loadgen.measure import (
     descendants,
-    flush_redis,
-    free_port,
-    log,
     max_open_files,
     pid_listening_on,
+    raise_nofile_limit,
     read_machine_cpu,
     scan_procs,
-    stop_process_group,
 )
+from bench.loadgen.redis_resp import flush_redis
+from bench.loadgen.spawn import free_port, stop_process_group
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/12"  # FLUSHDB'd before every server: keep it private
 READY_TIMEOUT_S = 60.0
@@ -343,13 +337,6 @@ async def drop_schema(database_url: str, schema: str) -> None:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()
-
-
-def raise_nofile() -> tuple[int, int]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 # --------------------------------------------------------------------------- workers: 1 vs 2
@@ -856,7 +843,7 @@ async def _stoppable(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    soft, hard = raise_nofile()
+    soft, hard = raise_nofile_limit()
     args.gen_nofile = soft
     args.schema = f"bench_scale_{secrets.token_hex(3)}"
     args.redis_pid = pid_listening_on(int(args.redis_url.rsplit(":", 1)[1].split("/")[0]))
