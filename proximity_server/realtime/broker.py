@@ -270,11 +270,23 @@ class _Subscriber:
                     self._on_dropped(channel)
 
 
+def _unregistered(channel: str, raw: str) -> None:
+    raise RuntimeError("no event handler registered with the broker")
+
+
 class RedisBroker:
     """A single Redis: one connection, ``SUBSCRIBE``."""
 
-    def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler) -> None:
-        self._subscriber = _Subscriber(client, on_event, sharded=False, anchor=control_channel)
+    def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler | None = None) -> None:
+        self._on_event: EventHandler = on_event or _unregistered
+        self._subscriber = _Subscriber(client, self._event, sharded=False, anchor=control_channel)
+
+    def register_event_handler(self, handler: EventHandler) -> None:
+        """Where events go (the hub's ``deliver``), when the hub is built after the broker; before ``run``."""
+        self._on_event = handler
+
+    def _event(self, channel: str, raw: str) -> None:
+        self._on_event(channel, raw)
 
     @property
     def connected(self) -> bool:
@@ -301,16 +313,23 @@ class RedisBroker:
 class ShardedBroker:
     """A Redis Cluster: one ``SSUBSCRIBE`` connection per primary that owns a needed channel."""
 
-    def __init__(self, cluster: aioredis.RedisCluster, url: str, on_event: EventHandler) -> None:
+    def __init__(self, cluster: aioredis.RedisCluster, url: str, on_event: EventHandler | None = None) -> None:
         self._cluster = cluster
         self._params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-        self._on_event = on_event
+        self._on_event: EventHandler = on_event or _unregistered
         self._subscribers: dict[str, _Subscriber] = {}  # node name -> its subscriber
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
         self._moves: set[asyncio.Task[None]] = set()
         self._refresh_lock = asyncio.Lock()
         self._refreshed_at = -SLOT_REFRESH_MIN_SECONDS
+
+    def register_event_handler(self, handler: EventHandler) -> None:
+        """Where events go (the hub's ``deliver``), when the hub is built after the broker; before ``run``."""
+        self._on_event = handler
+
+    def _event(self, channel: str, raw: str) -> None:
+        self._on_event(channel, raw)
 
     @property
     def connected(self) -> bool:
@@ -369,7 +388,7 @@ class ShardedBroker:
                 socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
             )
             subscriber = _Subscriber(
-                client, self._on_event, sharded=True, on_trouble=self._rehome, on_dropped=self._dropped
+                client, self._event, sharded=True, on_trouble=self._rehome, on_dropped=self._dropped
             )
             self._subscribers[node.name] = subscriber
             task = asyncio.create_task(subscriber.run(), name=f"pubsub-{node.name}")
