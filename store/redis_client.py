@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Final
@@ -17,6 +18,17 @@ HEALTH_CHECK_INTERVAL_SECONDS: Final = 15
 
 
 RedisClient = aioredis.Redis | aioredis.RedisCluster
+# How redis-py names the state of a pooled connection in ``get_connection_count``.
+_POOL_STATE_ATTRIBUTE: Final = "db.client.connection.state"
+_POOL_STATE_IN_USE: Final = "used"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """Connections of a client's pool: lent out to a command, and waiting in the pool."""
+
+    in_use: int
+    idle: int
 
 
 def create_client(url: str, *, cluster: bool = False) -> RedisClient:
@@ -58,3 +70,23 @@ async def ping(client: RedisClient) -> None:
         await client.ping(target_nodes=aioredis.RedisCluster.PRIMARIES)
     else:
         await client.ping()
+
+
+def pool_stats(client: RedisClient) -> PoolStats:
+    """The client's pool connections; a cluster's are summed over its nodes.
+
+    The one place that knows how redis-py keeps them: a cluster node offers
+    no public count, so its connection lists are read here.
+    """
+    if isinstance(client, aioredis.RedisCluster):
+        nodes = client.get_nodes()
+        idle = sum(len(node._free) for node in nodes)
+        total = sum(len(node._connections) for node in nodes)
+        return PoolStats(in_use=total - idle, idle=idle)
+    in_use = idle = 0
+    for count, attributes in client.connection_pool.get_connection_count():
+        if attributes.get(_POOL_STATE_ATTRIBUTE) == _POOL_STATE_IN_USE:
+            in_use += int(count)
+        else:
+            idle += int(count)
+    return PoolStats(in_use=in_use, idle=idle)

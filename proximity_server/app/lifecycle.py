@@ -1,10 +1,14 @@
 """Resources with a lifetime, as ``cleanup_ctx`` generators.
 
-They start in this order and unwind in reverse: Redis client, PostgreSQL
-pool (migrated), stores and services, accounts (password-hash threads, JWT
-key), the pub/sub listener, the counter
-flusher and the session sweeper. On shutdown, sockets are closed with 1001
-first (``on_shutdown``); the flusher then writes the counters one last time.
+They start in this order and unwind in reverse: metrics registry, Redis
+client, PostgreSQL pool (migrated), stores and services, accounts
+(password-hash threads, JWT key), the pub/sub listener, the counter flusher
+and the session sweeper. On shutdown, sockets are closed with 1001 first
+(``on_shutdown``); the flusher then writes the counters one last time.
+
+This is the composition root: objects are wired here by constructor
+arguments or by their own ``register_*`` methods (the broker learns the hub's
+delivery once the hub exists), never by setting another object's attributes.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from proximity_server.features.likes import LikeService
 from proximity_server.features.passwords import PROFILES, Passwords
 from proximity_server.features.photos import IMAGE_WORKERS, PhotoService
 from proximity_server.features.profiles import ProfileService
-from proximity_server.features.proximity import SessionSockets
+from proximity_server.features.proximity import ProximityService, SessionSockets
 from proximity_server.features.rate_limit import RateLimiter
 from proximity_server.features.stats import CounterFlusher
 from proximity_server.features.taxonomy import OTHER_CATEGORY
@@ -42,7 +46,7 @@ from proximity_server.features.tokens import AccessTokens, load_or_create_secret
 from proximity_server.realtime.broker import RedisBroker, ShardedBroker
 from proximity_server.realtime.hub import Hub
 from proximity_server.realtime.user_socket import Realtime
-from proximity_server.runtime.metrics import MeteredProximityService, Metrics
+from proximity_server.runtime.metrics import Metrics
 from store import db, redis_client
 from store.accounts import AccountStore
 from store.conversations import ConversationStore
@@ -129,21 +133,24 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         if isinstance(mux, MuxCluster)
         else ProximityStore(client, mux, redis_keys, OTHER_CATEGORY)
     )
-    app[keys.PROXIMITY] = MeteredProximityService(store, app[keys.TAXONOMY], settings.session_ttl_seconds)
+    app[keys.PROXIMITY] = ProximityService(
+        store,
+        app[keys.TAXONOMY],
+        settings.session_ttl_seconds,
+        decision_listeners=(app[keys.METRICS].nudges.observe,),
+    )
     app[keys.STATS_STORE] = StatsStore(client, app[keys.PG_POOL], redis_keys)
 
-    hub_ref: list[Hub] = []
-
-    def deliver(channel: str, raw: str) -> None:
-        hub_ref[0].deliver(channel, raw)
-
+    # The hub subscribes through the broker, and the broker hands what it
+    # hears to the hub: the broker comes first, the hub is built on it, and
+    # the hub's delivery is registered with the broker (before it runs).
     broker: RedisBroker | ShardedBroker
     if isinstance(client, RedisCluster):
-        broker = ShardedBroker(client, settings.redis_url or "", deliver)
+        broker = ShardedBroker(client, settings.redis_url or "")
     else:
-        broker = RedisBroker(client, f"{settings.redis_prefix}ev:control", deliver)
+        broker = RedisBroker(client, f"{settings.redis_prefix}ev:control")
     hub = Hub(broker.subscribe, broker.unsubscribe)
-    hub_ref.append(hub)
+    broker.register_event_handler(hub.deliver)
     app[keys.BROKER] = broker
     app[keys.HUB] = hub
     app[keys.SESSION_SOCKETS] = SessionSockets(store, hub, redis_keys)
@@ -303,7 +310,6 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
         {
             "hub": lambda: app.get(keys.HUB),
             "broker": lambda: app.get(keys.BROKER),
-            "proximity": lambda: app.get(keys.PROXIMITY),
             "flusher": lambda: app.get(keys.FLUSHER),
             "pg_pool": lambda: app.get(keys.PG_POOL),
             "redis": lambda: app.get(keys.REDIS),

@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 BLE_TOKEN_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{8,64}")
 SESSION_SECRET_BYTES: Final = 24  # 192 random bits
 SESSION_SWEEP_SECONDS: Final = 1.0
+
+# Told of every authorised match decision (metrics count the nudges). Runs on
+# the hot path: it must be quick and must not block; what it raises is logged.
+DecisionListener = Callable[[MatchDecision], None]
 
 
 def check_ble_token(value: object, field: str = "ble_token") -> str:
@@ -67,10 +72,20 @@ class SessionCreated:
 
 
 class ProximityService:
-    def __init__(self, store: ProximityStore, taxonomy: Taxonomy, session_ttl_seconds: int) -> None:
+    """Sessions and match attempts; ``decision_listeners`` hear every authorised decision."""
+
+    def __init__(
+        self,
+        store: ProximityStore,
+        taxonomy: Taxonomy,
+        session_ttl_seconds: int,
+        *,
+        decision_listeners: Iterable[DecisionListener] = (),
+    ) -> None:
         self._store = store
         self._taxonomy = taxonomy
         self._ttl = session_ttl_seconds
+        self._listeners = tuple(decision_listeners)
 
     async def create_session(
         self,
@@ -113,6 +128,11 @@ class ProximityService:
         )
         if not decision.authorised:
             raise Unauthorized("the session_id does not belong to a live session of own_token")
+        for listener in self._listeners:
+            try:
+                listener(decision)
+            except Exception:  # the decision stands (it is published already): a listener never fails it
+                log.exception("match decision listener failed")
         return decision
 
     async def authenticate_socket(self, ble_token: str, secret: str | None) -> SessionAuth:

@@ -291,14 +291,26 @@ class _Subscriber:
                     self._on_dropped(channel)
 
 
+def _unregistered(channel: str, raw: str) -> None:
+    raise RuntimeError("no event handler registered with the broker")
+
+
 class RedisBroker:
     """A single Redis: one connection, ``SUBSCRIBE``."""
 
-    def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler) -> None:
+    def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler | None = None) -> None:
+        self._on_event: EventHandler = on_event or _unregistered
         self._listeners: list[ResubscribeListener] = []
         self._subscriber = _Subscriber(
-            client, on_event, sharded=False, anchor=control_channel, on_resubscribed=self._resubscribed
+            client, self._event, sharded=False, anchor=control_channel, on_resubscribed=self._resubscribed
         )
+
+    def register_event_handler(self, handler: EventHandler) -> None:
+        """Where events go (the hub's ``deliver``), when the hub is built after the broker; before ``run``."""
+        self._on_event = handler
+
+    def _event(self, channel: str, raw: str) -> None:
+        self._on_event(channel, raw)
 
     def add_resubscribe_listener(self, listener: ResubscribeListener) -> None:
         """Call ``listener(channel)`` whenever a channel is subscribed again after a gap."""
@@ -333,10 +345,10 @@ class RedisBroker:
 class ShardedBroker:
     """A Redis Cluster: one ``SSUBSCRIBE`` connection per primary that owns a needed channel."""
 
-    def __init__(self, cluster: aioredis.RedisCluster, url: str, on_event: EventHandler) -> None:
+    def __init__(self, cluster: aioredis.RedisCluster, url: str, on_event: EventHandler | None = None) -> None:
         self._cluster = cluster
         self._params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-        self._on_event = on_event
+        self._on_event: EventHandler = on_event or _unregistered
         self._subscribers: dict[str, _Subscriber] = {}  # node name -> its subscriber
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
@@ -352,6 +364,13 @@ class ShardedBroker:
     def _resubscribed(self, channel: str) -> None:
         for listener in self._listeners:
             listener(channel)
+
+    def register_event_handler(self, handler: EventHandler) -> None:
+        """Where events go (the hub's ``deliver``), when the hub is built after the broker; before ``run``."""
+        self._on_event = handler
+
+    def _event(self, channel: str, raw: str) -> None:
+        self._on_event(channel, raw)
 
     @property
     def connected(self) -> bool:
@@ -411,7 +430,7 @@ class ShardedBroker:
             )
             subscriber = _Subscriber(
                 client,
-                self._on_event,
+                self._event,
                 sharded=True,
                 on_trouble=self._rehome,
                 on_dropped=self._dropped,

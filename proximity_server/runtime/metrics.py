@@ -38,17 +38,16 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from redis.asyncio import RedisCluster
 
-from proximity_server.features.proximity import ProximityService
 from store.proximity import MatchDecision
+from store.redis_client import pool_stats
 
 # Upper bounds (seconds) of the request latency histogram's buckets.
 LATENCY_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -107,19 +106,26 @@ class RequestMetrics:
         hist[-1] += seconds
 
 
-class MeteredProximityService(ProximityService):
-    """Counts the match decisions that published a nudge (the hot path's events)."""
+class NudgeCounter:
+    """Counts the match decisions that published a nudge (the hot path's events).
 
-    nudges_published = 0
+    Registered with the proximity service as a decision listener (see
+    ``proximity_server/app/lifecycle.py``)."""
 
-    async def attempt_match(self, own_token: object, detected_token: object, secret: str | None) -> MatchDecision:
-        decision = await super().attempt_match(own_token, detected_token, secret)
+    __slots__ = ("published",)
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    def observe(self, decision: MatchDecision) -> None:
         if decision.nudged:
-            self.nudges_published += 1
-        return decision
+            self.published += 1
 
 
-def _safe(read: Callable[[], float | None]) -> float | None:
+_T = TypeVar("_T")
+
+
+def _safe(read: Callable[[], _T]) -> _T | None:
     try:
         return read()
     except Exception:
@@ -131,12 +137,20 @@ class AppCollector(Collector):
 
     ``sources`` maps a name to a callable returning the live object (or None
     while it does not exist yet), so the collector never holds stale state.
+    ``nudges`` is counted by a listener of the proximity service.
     """
 
-    def __init__(self, requests: RequestMetrics, sources: dict[str, Callable[[], Any]], started_at: float) -> None:
+    def __init__(
+        self,
+        requests: RequestMetrics,
+        sources: dict[str, Callable[[], Any]],
+        started_at: float,
+        nudges: NudgeCounter | None = None,
+    ) -> None:
         self._requests = requests
         self._sources = sources
         self._started_at = started_at
+        self._nudges = nudges if nudges is not None else NudgeCounter()
 
     def _get(self, name: str) -> Any:
         return _safe(self._sources[name])
@@ -156,7 +170,6 @@ class AppCollector(Collector):
         yield processes
         hub = self._get("hub")
         broker = self._get("broker")
-        proximity = self._get("proximity")
         flusher = self._get("flusher")
         pool = self._get("pg_pool")
         redis = self._get("redis")
@@ -176,7 +189,7 @@ class AppCollector(Collector):
         published = CounterMetricFamily(
             "proximity_nudges_published", "Match decisions of this process that published a nudge to both tokens"
         )
-        published.add_metric([], getattr(proximity, "nudges_published", 0))
+        published.add_metric([], self._nudges.published)
         yield published
         delivered = CounterMetricFamily(
             "proximity_events_delivered", "Events (nudges, user events) handed to this process's sockets"
@@ -220,8 +233,10 @@ class AppCollector(Collector):
             "redis-py pool connections by state (the hot path's one multiplexed connection is not counted)",
             labels=["state"],
         )
-        for state, count in _redis_pool_counts(redis):
-            rd.add_metric([state], count)
+        stats = _safe(lambda: pool_stats(redis)) if redis is not None else None
+        if stats is not None:
+            rd.add_metric(["in_use"], stats.in_use)
+            rd.add_metric(["idle"], stats.idle)
         yield rd
 
     def _http(self) -> Iterator[Metric]:
@@ -239,25 +254,6 @@ class AppCollector(Collector):
                 buckets.append((bound, cumulative))
             latency.add_metric([route, method], buckets, hist[-1])
         yield latency
-
-
-def _redis_pool_counts(redis: Any) -> list[tuple[str, int]]:
-    """(state, connections) of the redis-py pool: ``in_use`` and ``idle`` (summed over a cluster's nodes)."""
-    if redis is None:
-        return []
-    if isinstance(redis, RedisCluster):
-        nodes = redis.get_nodes()
-        idle = sum(len(node._free) for node in nodes)
-        total = sum(len(node._connections) for node in nodes)
-        return [("in_use", total - idle), ("idle", idle)]
-    try:
-        counts = redis.connection_pool.get_connection_count()
-        return [
-            ("in_use" if attributes.get("db.client.connection.state") == "used" else "idle", int(count))
-            for count, attributes in counts
-        ]
-    except Exception:
-        return []
 
 
 def _bound(value: float) -> str:
@@ -386,12 +382,13 @@ def _key(metric: str, sample: str, labels: dict[str, str], help_text: str) -> st
 
 
 class Metrics:
-    """One app's registry and request counters."""
+    """One app's registry, request counters and nudge counter."""
 
     def __init__(self, sources: dict[str, Callable[[], Any]]) -> None:
         self.requests = RequestMetrics()
+        self.nudges = NudgeCounter()
         self.registry = CollectorRegistry(auto_describe=False)
-        self._collector = AppCollector(self.requests, sources, time.time())
+        self._collector = AppCollector(self.requests, sources, time.time(), self.nudges)
         self.registry.register(self._collector)
         self.shared: SharedMetrics | None = None
 

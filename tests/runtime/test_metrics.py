@@ -7,6 +7,8 @@ import asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from proximity_server.app import state as keys
+from proximity_server.runtime.metrics import NudgeCounter
+from store.proximity import MatchDecision
 from tests.conftest import ADMIN_TOKEN, AppClient, MakeClient
 from tests.helpers import attempt_match, bearer, open_session
 
@@ -79,3 +81,16 @@ async def test_flush_lag_and_registries_per_app(make_client: MakeClient) -> None
     assert not any(
         name == "proximity_http_requests_total" and ("route", "/session") in labels for name, labels in samples
     )
+
+
+async def test_the_nudge_counter_listens_to_the_proximity_service(client: AppClient) -> None:
+    a, _ = await open_session(client, ["devops"])
+    b, sb = await open_session(client, ["coding"])
+    assert (await attempt_match(client, b, sb, a))["nudge_sent"] is True
+    assert (await attempt_match(client, b, sb, a))["nudge_sent"] is False  # the pair was nudged already
+    assert client.app[keys.METRICS].nudges.published == 1
+
+    counter = NudgeCounter()
+    counter.observe(MatchDecision(authorised=True, match=True, shared_categories=("tech",), nudged=True))
+    counter.observe(MatchDecision(authorised=True, match=False))
+    assert counter.published == 1
