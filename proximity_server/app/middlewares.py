@@ -56,6 +56,17 @@ _HTTP_CODES: Final = {
 }
 
 
+def streamed_response_headers() -> dict[str, str]:
+    """The headers ``request_context`` adds to a response it gets unprepared
+    (security headers and the request id), for a handler that streams its
+    response and so prepares it itself."""
+    headers = dict(SECURITY_HEADERS)
+    request_id = request_id_var.get()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    return headers
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     body = orjson.dumps({"error": {"code": code, "message": message}})
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
