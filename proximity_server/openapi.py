@@ -77,6 +77,11 @@ def _json_body(schema: Schema) -> dict[str, Any]:
     return {"required": True, "content": _json_content(schema)}
 
 
+def _optional_json_body(schema: Schema) -> dict[str, Any]:
+    """A body that may be left out (the auth cookie mode)."""
+    return {"required": False, "content": _json_content({"oneOf": [schema, _obj({}, [])]})}
+
+
 def _path_param(name: str, schema: Schema | None = None, description: str = "") -> dict[str, Any]:
     param: dict[str, Any] = {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
     if description:
@@ -121,6 +126,25 @@ USER: Final[list[dict[str, list[str]]]] = [{"accessToken": []}]
 LIMIT_100: Final = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
 CURSOR_Q: Final = _query("cursor", {"type": "string"}, "a next_cursor from a previous page")
 ROUTE_UNKNOWN_ID: Final = (400, 401, 404, 429, 503)
+COOKIE_MODE_HEADER: Final = {
+    "name": "X-Refresh-Cookie",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "enum": ["1"]},
+    "description": "web app mode: the refresh token travels in the HttpOnly px_refresh cookie "
+    "(Path=/auth, SameSite=Strict) instead of the JSON body",
+}
+COOKIE_MODE_DESCRIPTION: Final = (
+    "With `X-Refresh-Cookie: 1` (the web app), the reply has no `refresh_token`; it is set as the cookie "
+    "`px_refresh` (HttpOnly, SameSite=Strict, Path=/auth, Secure unless plain HTTP to a loopback host). "
+    "CSRF: the cookie is SameSite=Strict and scoped to /auth, and is only honoured with the custom header, "
+    "which a cross-site form cannot send and a cross-origin fetch can only send after a CORS preflight "
+    "that only ALLOWED_ORIGINS pass."
+)
+TAKES_COOKIE_DESCRIPTION: Final = (
+    COOKIE_MODE_DESCRIPTION + " In that mode send no body (or `{}`): the token comes from the cookie. "
+    "A px_refresh cookie without the header (and no body token) is refused: 403 `csrf`."
+)
 
 
 def _schemas() -> dict[str, Schema]:
@@ -210,10 +234,13 @@ def _schemas() -> dict[str, Schema]:
             {
                 "user_id": UUID,
                 "access_token": {"type": "string", "description": "HS256 JWT, valid 15 minutes"},
-                "refresh_token": {"type": "string"},
+                "refresh_token": {
+                    "type": "string",
+                    "description": "absent with X-Refresh-Cookie: 1 (then it is in the px_refresh cookie)",
+                },
                 "expires_in": {"type": "integer"},
             },
-            ["user_id", "access_token", "refresh_token", "expires_in"],
+            ["user_id", "access_token", "expires_in"],
         ),
         "ProfilePut": _obj(profile_props, ["display_name", "birthdate", "gender", "interested_in"]),
         "ProfilePatch": _obj(profile_props, []),
@@ -439,6 +466,8 @@ def _paths() -> dict[str, Any]:
                 "Create an account",
                 {"201": _ok("registered", ref("TokenPair")), **e(400, 409, 413, 415, 429, 503)},
                 body=_json_body(ref("Credentials")),
+                parameters=[COOKIE_MODE_HEADER],
+                description=COOKIE_MODE_DESCRIPTION,
                 tags=["auth"],
             )
         },
@@ -448,6 +477,8 @@ def _paths() -> dict[str, Any]:
                 "Log in",
                 {"200": _ok("logged in", ref("TokenPair")), **e(400, 401, 413, 415, 429, 503)},
                 body=_json_body(ref("Credentials")),
+                parameters=[COOKIE_MODE_HEADER],
+                description=COOKIE_MODE_DESCRIPTION,
                 tags=["auth"],
             )
         },
@@ -455,8 +486,10 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "refresh",
                 "Swap a refresh token for a new pair (rotation)",
-                {"200": _ok("a new pair", ref("TokenPair")), **e(400, 401, 413, 415, 429, 503)},
-                body=_json_body(ref("RefreshRequest")),
+                {"200": _ok("a new pair", ref("TokenPair")), **e(400, 401, 403, 413, 415, 429, 503)},
+                body=_optional_json_body(ref("RefreshRequest")),
+                parameters=[COOKIE_MODE_HEADER],
+                description=TAKES_COOKIE_DESCRIPTION,
                 tags=["auth"],
             )
         },
@@ -464,8 +497,13 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "logout",
                 "Revoke this login",
-                {"204": _ok("logged out"), **e(400, 401, 413, 415, 429, 503)},
-                body=_json_body(ref("RefreshRequest")),
+                {
+                    "204": _ok("logged out; in cookie mode the cookie is cleared"),
+                    **e(400, 401, 403, 413, 415, 429, 503),
+                },
+                body=_optional_json_body(ref("RefreshRequest")),
+                parameters=[COOKIE_MODE_HEADER],
+                description=TAKES_COOKIE_DESCRIPTION,
                 tags=["auth"],
             )
         },
