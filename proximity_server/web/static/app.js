@@ -30,7 +30,12 @@ function update(changes = {}) {
 }
 function useStore() {
   const [, force] = useState(0);
-  useEffect(() => { const fn = () => force((n) => n + 1); subscribers.add(fn); return () => subscribers.delete(fn); }, []);
+  useLayoutEffect(() => {
+    const fn = () => force((n) => n + 1);
+    subscribers.add(fn);
+    fn(); // catch up with changes made before this component subscribed
+    return () => subscribers.delete(fn);
+  }, []);
   return state;
 }
 
@@ -42,6 +47,7 @@ addEventListener("hashchange", () => update({ route: parseRoute() }));
 function go(path) { location.hash = "#/" + path; }
 
 function toast(text, kind = "info", link = null) {
+  if (state.toasts.some((t) => t.text === text)) return; // e.g. a match heard twice (reply and event)
   const id = randomId();
   update({ toasts: [...state.toasts, { id, text, kind, link }] });
   setTimeout(() => update({ toasts: state.toasts.filter((t) => t.id !== id) }), TOAST_MS);
@@ -83,6 +89,7 @@ rt.on("status", (status) => update({ status }));
 rt.on("connected", () => { flushOutbox(); loadLists().catch(() => {}); });
 rt.on("resync", () => { state.lists.clear(); loadLists().catch(() => {}); });
 addEventListener("online", () => rt.reconnectNow());
+addEventListener("offline", () => rt.dropped());
 
 rt.on("message", (ev) => {
   const m = ev.message;
@@ -253,17 +260,27 @@ function ProfileScreen() {
   const p = s.me?.profile;
   const [errors, setErrors] = useState({});
   const [saved, setSaved] = useState(false);
+  const fromProfile = () => ({
+    display_name: p?.display_name ?? "", birthdate: p?.birthdate ?? "", gender: p?.gender ?? GENDERS[0],
+    interested_in: p?.interested_in ?? [], bio: p?.bio ?? "", interests: (p?.interests ?? []).join(", "),
+  });
+  const [v, setV] = useState(fromProfile);
   const [loc, setLoc] = useState({ lat: p?.location?.lat ?? "", lon: p?.location?.lon ?? "" });
   const [geoNote, setGeoNote] = useState("");
-  useEffect(() => { setLoc({ lat: p?.location?.lat ?? "", lon: p?.location?.lon ?? "" }); }, [p?.updated_at]);
+  useEffect(() => {
+    setV(fromProfile());
+    setLoc({ lat: p?.location?.lat ?? "", lon: p?.location?.lon ?? "" });
+  }, [p?.updated_at]);
+  const bind = (name) => ({ name, value: v[name], onInput: (e) => setV((old) => ({ ...old, [name]: e.target.value })) });
+  const toggle = (g) => setV((old) => ({ ...old, interested_in: old.interested_in.includes(g)
+    ? old.interested_in.filter((x) => x !== g) : [...old.interested_in, g] }));
 
   async function save(e) {
     e.preventDefault();
-    const f = new FormData(e.target);
     const body = {
-      display_name: f.get("display_name"), birthdate: f.get("birthdate"), gender: f.get("gender"),
-      interested_in: f.getAll("interested_in"), bio: f.get("bio") || "",
-      interests: String(f.get("interests") || "").split(",").map((x) => x.trim()).filter(Boolean),
+      display_name: v.display_name, birthdate: v.birthdate, gender: v.gender,
+      interested_in: GENDERS.filter((g) => v.interested_in.includes(g)), bio: v.bio,
+      interests: v.interests.split(",").map((x) => x.trim()).filter(Boolean),
       location: loc.lat === "" && loc.lon === "" ? null : { lat: Number(loc.lat), lon: Number(loc.lon) },
     };
     setErrors({});
@@ -293,31 +310,31 @@ function ProfileScreen() {
     ${!p && html`<p class="notice">Tell people about yourself to start discovering.</p>`}
     <form class="card form" onSubmit=${save} novalidate>
       <${Field} id="display_name" label="Display name" error=${errors.display_name}>
-        <input id="display_name" name="display_name" maxlength="50" required value=${p?.display_name ?? ""} ...${err("display_name")} />
+        <input id="display_name" maxlength="50" required ...${bind("display_name")} ...${err("display_name")} />
       <//>
       <div class="row">
         <${Field} id="birthdate" label="Birthdate" error=${errors.birthdate}>
-          <input id="birthdate" name="birthdate" type="date" required value=${p?.birthdate ?? ""} ...${err("birthdate")} />
+          <input id="birthdate" type="date" required ...${bind("birthdate")} ...${err("birthdate")} />
         <//>
         <${Field} id="gender" label="Gender" error=${errors.gender}>
-          <select id="gender" name="gender" ...${err("gender")}>
-            ${GENDERS.map((g) => html`<option value=${g} selected=${p?.gender === g}>${label(g)}</option>`)}
+          <select id="gender" ...${bind("gender")} onChange=${bind("gender").onInput} ...${err("gender")}>
+            ${GENDERS.map((g) => html`<option value=${g}>${label(g)}</option>`)}
           </select>
         <//>
       </div>
       <fieldset class="field" aria-describedby=${errors.interested_in ? "interested_in-error" : undefined}>
         <legend>Interested in</legend>
         <div class="chips">
-          ${GENDERS.map((g) => html`<label class="chip"><input type="checkbox" name="interested_in" value=${g}
-            checked=${p ? p.interested_in.includes(g) : false} /> ${label(g)}</label>`)}
+          ${GENDERS.map((g) => html`<label class="chip"><input type="checkbox" value=${g}
+            checked=${v.interested_in.includes(g)} onChange=${() => toggle(g)} /> ${label(g)}</label>`)}
         </div>
         ${errors.interested_in && html`<p class="error" id="interested_in-error" role="alert">${errors.interested_in}</p>`}
       </fieldset>
       <${Field} id="bio" label="Bio" error=${errors.bio} hint="Up to 500 characters.">
-        <textarea id="bio" name="bio" rows="3" maxlength="500" value=${p?.bio ?? ""} aria-describedby=${describedBy("bio", errors.bio, true)}></textarea>
+        <textarea id="bio" rows="3" maxlength="500" ...${bind("bio")} aria-describedby=${describedBy("bio", errors.bio, true)}></textarea>
       <//>
       <${Field} id="interests" label="Interests" error=${errors.interests} hint="Separate them with commas, e.g. hiking, jazz, board games.">
-        <input id="interests" name="interests" value=${(p?.interests ?? []).join(", ")}
+        <input id="interests" ...${bind("interests")}
           aria-describedby=${describedBy("interests", errors.interests, true)} />
       <//>
       <fieldset class="field">
@@ -750,5 +767,15 @@ function App() {
 
 render(html`<${App} />`, document.getElementById("app"));
 
-api.refresh().then((ok) => (ok ? startSession() : update({ booting: false })))
-  .catch(() => update({ booting: false }));
+// A hint (not a secret) that this browser holds a session cookie, so that a
+// first visit does not ask the server for a refresh it cannot have.
+const SESSION_HINT = "px.session";
+api.onAuthChange((signedIn) => {
+  try { if (signedIn) localStorage.setItem(SESSION_HINT, "1"); else localStorage.removeItem(SESSION_HINT); } catch { /* off */ }
+});
+if (localStorage.getItem(SESSION_HINT)) {
+  api.refresh().then((ok) => (ok ? startSession() : update({ booting: false })))
+    .catch(() => update({ booting: false }));
+} else {
+  update({ booting: false });
+}

@@ -447,8 +447,25 @@ export class Realtime {
     this._connect();
   }
 
+  /**
+   * The network is gone (the browser said so): drop the socket now rather
+   * than wait for a timeout, and show "reconnecting" until it is back.
+   */
+  dropped() {
+    if (!this._wanted || !this.ws) return;
+    const ws = this.ws;
+    ws.onclose = null;
+    try { ws.close(); } catch { /* closing */ }
+    this._onClose(ws, 1006);
+  }
+
   _connect() {
     if (!this._wanted) return;
+    if (globalThis.navigator && globalThis.navigator.onLine === false) {
+      // Offline: wait for reconnectNow() from the "online" event.
+      this._setStatus("reconnecting");
+      return;
+    }
     this._setStatus(this.attempt === 0 && this.status !== "reconnecting" ? "connecting" : "reconnecting");
     let ws;
     try { ws = new this._WS(this.url); } catch { this._scheduleReconnect(); return; }
@@ -468,6 +485,11 @@ export class Realtime {
       await this.command("auth", { access_token: this.api.accessToken }, ws);
       const resumed = await this.command("resume", { last_event_id: this.lastEventId }, ws);
       if (ws !== this.ws) return;
+      if (this.lastEventId === null) {
+        // A fresh client: from now on every reconnect replays what it missed
+        // (from the server's head if it told us one, else from the start).
+        this.lastEventId = resumed && typeof resumed.last_event_id === "number" ? resumed.last_event_id : 0;
+      }
       this._ready = true;
       this.attempt = 0;
       clearInterval(this._pingTimer);
@@ -508,6 +530,7 @@ export class Realtime {
 
   async _onClose(ws, code) {
     if (ws !== this.ws) return;
+    ws.onclose = null;
     this.ws = null;
     this._ready = false;
     clearInterval(this._pingTimer);
