@@ -126,6 +126,15 @@ USER: Final[list[dict[str, list[str]]]] = [{"accessToken": []}]
 LIMIT_100: Final = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
 CURSOR_Q: Final = _query("cursor", {"type": "string"}, "a next_cursor from a previous page")
 ROUTE_UNKNOWN_ID: Final = (400, 401, 404, 429, 503)
+SIGNED_URL_PARAMS: Final = (
+    _query("exp", {"type": "integer"}, "expiry of a signed URL (unix seconds)"),
+    _query("sig", {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "signature of a signed URL"),
+)
+SIGNED_URL_DESCRIPTION: Final = (
+    "Send a bearer access token, or use the signed `url`/`thumb_url` from an authenticated reply "
+    "(valid PHOTO_URL_TTL_SECONDS, default an hour): `exp` and `sig` = hex HMAC-SHA256 of "
+    '"photo:{id}:{full|thumb}:{exp}". A changed, expired or misapplied signature is 403.'
+)
 COOKIE_MODE_HEADER: Final = {
     "name": "X-Refresh-Cookie",
     "in": "header",
@@ -158,7 +167,12 @@ def _schemas() -> dict[str, Schema]:
         "location": {"oneOf": [LOCATION, {"type": "null"}]},
     }
     photo = _obj(
-        {"photo_id": UUID, "url": {"type": "string"}, "thumb_url": {"type": "string"}, "position": {"type": "integer"}},
+        {
+            "photo_id": UUID,
+            "url": {"type": "string", "description": "signed: /photos/{id}?exp=…&sig=…, loads without a token"},
+            "thumb_url": {"type": "string", "description": "signed: /photos/{id}/thumb?exp=…&sig=…"},
+            "position": {"type": "integer"},
+        },
         ["photo_id", "url", "thumb_url", "position"],
         closed=False,
     )
@@ -632,10 +646,11 @@ def _paths() -> dict[str, Any]:
                             m: {"schema": {"type": "string"}} for m in ("image/jpeg", "image/png", "image/webp")
                         },
                     },
-                    **e(401, 404, 503),
+                    **e(401, 403, 404, 503),
                 },
-                parameters=[_path_param("photo_id", UUID)],
-                security=USER,
+                parameters=[_path_param("photo_id", UUID), *SIGNED_URL_PARAMS],
+                security=[*USER, {}],
+                description=SIGNED_URL_DESCRIPTION,
                 tags=["photos"],
             )
         },
@@ -650,10 +665,11 @@ def _paths() -> dict[str, Any]:
                             m: {"schema": {"type": "string"}} for m in ("image/jpeg", "image/png", "image/webp")
                         },
                     },
-                    **e(401, 404, 503),
+                    **e(401, 403, 404, 503),
                 },
-                parameters=[_path_param("photo_id", UUID)],
-                security=USER,
+                parameters=[_path_param("photo_id", UUID), *SIGNED_URL_PARAMS],
+                security=[*USER, {}],
+                description=SIGNED_URL_DESCRIPTION,
                 tags=["photos"],
             )
         },
