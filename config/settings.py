@@ -148,6 +148,8 @@ class Settings:
     # Key of signed photo URLs; without one, derived from the JWT key.
     photo_url_secret: str | None = field(default=None, repr=False)
     photo_url_ttl_seconds: int = DEFAULT_PHOTO_URL_TTL_SECONDS
+    # The web app's files (index.html, docs.html, static/); None: the packaged ones.
+    web_root: Path | None = None
     # Peers whose X-Forwarded-For is believed (IPs or CIDRs).
     trusted_proxies: tuple[str, ...] = ()
     # "production" argon2id parameters, or cheap "test" ones for the test suite.
@@ -199,6 +201,7 @@ class Settings:
             ),
             photo_url_secret=_read(env, "PHOTO_URL_SECRET"),
             photo_url_ttl_seconds=_int(env, "PHOTO_URL_TTL_SECONDS", DEFAULT_PHOTO_URL_TTL_SECONDS, minimum=1),
+            web_root=Path(web_root) if (web_root := _read(env, "WEB_ROOT")) else None,
             trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
             password_hash_profile=_profile(env),
         )

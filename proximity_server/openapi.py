@@ -10,6 +10,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
+from proximity_server.web_headers import CONTENT_SECURITY_POLICY
+from proximity_server.webapp import CONTENT_TYPES, DEFAULT_CONTENT_TYPE
+
 OPENAPI_VERSION: Final = "3.1.0"
 
 Schema = dict[str, Any]
@@ -126,6 +129,10 @@ USER: Final[list[dict[str, list[str]]]] = [{"accessToken": []}]
 LIMIT_100: Final = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
 CURSOR_Q: Final = _query("cursor", {"type": "string"}, "a next_cursor from a previous page")
 ROUTE_UNKNOWN_ID: Final = (400, 401, 404, 429, 503)
+WEB_DESCRIPTION: Final = (
+    "Served with a strong ETag (304 on If-None-Match), gzip for text when accepted, and "
+    "`Content-Security-Policy: " + CONTENT_SECURITY_POLICY + "`."
+)
 SIGNED_URL_PARAMS: Final = (
     _query("exp", {"type": "integer"}, "expiry of a signed URL (unix seconds)"),
     _query("sig", {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "signature of a signed URL"),
@@ -376,10 +383,52 @@ WS_USER_DESCRIPTION: Final = (
 )
 
 
+def _web_page(op_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "get": _op(
+            op_id,
+            summary,
+            {
+                "200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                "304": {"description": "not modified (If-None-Match matched the ETag)"},
+                **_errors(404),
+            },
+            description=WEB_DESCRIPTION,
+            tags=["web"],
+        )
+    }
+
+
+def _web_paths() -> dict[str, Any]:
+    file_types = sorted({t.split(";")[0] for t in CONTENT_TYPES.values()} | {DEFAULT_CONTENT_TYPE})
+    return {
+        "/": _web_page("webApp", "The web app (index.html)"),
+        "/docs": _web_page("apiReference", "This API reference, rendered from /openapi.json"),
+        "/static/{path}": {
+            "get": _op(
+                "staticFile",
+                "A file of the web app (scripts, styles, images, fonts)",
+                {
+                    "200": {
+                        "description": "the file",
+                        "content": {t: {"schema": {"type": "string"}} for t in file_types},
+                    },
+                    "304": {"description": "not modified (If-None-Match matched the ETag)"},
+                    **_errors(404),
+                },
+                parameters=[_path_param("path", {"type": "string"}, "a path under the static folder")],
+                description=WEB_DESCRIPTION,
+                tags=["web"],
+            )
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     e = _errors
     session_param = _path_param("ble_token", BLE_TOKEN)
     return {
+        **_web_paths(),
         "/livez": {"get": _op("livez", "Liveness (no I/O)", {"200": _ok("alive", ref("Live"))}, tags=["health"])},
         "/health": {
             "get": _op(
