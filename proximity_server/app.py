@@ -20,6 +20,8 @@ from proximity_server.middlewares import error_envelope, make_request_context
 from proximity_server.rate_limit import TrustedProxies
 from proximity_server.routes import add_routes
 from proximity_server.taxonomy import load_taxonomy
+from proximity_server.web_headers import apply_web_headers
+from proximity_server.webapp import PACKAGE_WEB_ROOT, WebFiles
 from store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,9 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.REDIS_KEYS] = Keys(settings.redis_prefix)
     app[keys.TRUSTED_PROXIES] = TrustedProxies(settings.trusted_proxies)
     app[DRAINING] = Draining()
+    app[keys.WEB_FILES] = WebFiles(settings.web_root or PACKAGE_WEB_ROOT)
     app.on_response_prepare.append(_close_connection_when_draining)
+    app.on_response_prepare.append(apply_web_headers)
     app.cleanup_ctx.extend(CLEANUP_CONTEXTS)
     app.cleanup_ctx.append(shared_metrics_ctx)  # after metrics_ctx, which makes app[keys.METRICS]
     app.on_shutdown.append(close_sockets)

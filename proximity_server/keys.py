@@ -21,6 +21,7 @@ from proximity_server.realtime import Realtime
 from proximity_server.stats import CounterFlusher
 from proximity_server.taxonomy import Taxonomy
 from proximity_server.tokens import AccessTokens
+from proximity_server.webapp import WebFiles
 from store.events import EventStore
 from store.keys import Keys
 from store.mux import MuxCluster, MuxRedis
@@ -57,3 +58,4 @@ CONVERSATIONS = web.AppKey("conversations", ConversationService)
 REALTIME = web.AppKey("realtime", Realtime)
 METRICS = web.AppKey("metrics", Metrics)
 PRESENCE = web.AppKey("presence", PresenceStore)
+WEB_FILES = web.AppKey("web_files", WebFiles)

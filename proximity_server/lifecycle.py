@@ -35,6 +35,7 @@ from proximity_server.hub import Hub
 from proximity_server.likes import LikeService
 from proximity_server.metrics import MeteredProximityService, Metrics
 from proximity_server.passwords import PROFILES, Passwords
+from proximity_server.photo_urls import PhotoUrls, photo_url_key
 from proximity_server.photos import IMAGE_WORKERS, PhotoService
 from proximity_server.profiles import ProfileService
 from proximity_server.proximity import SessionSockets
@@ -192,11 +193,15 @@ async def profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         executor = ThreadPoolExecutor(max_workers=IMAGE_WORKERS, thread_name_prefix="images")
         stack.callback(executor.shutdown, wait=True, cancel_futures=True)
         records = PhotoRecords(pool)
-        profiles = ProfileService(ProfileStore(pool), records)
+        urls = PhotoUrls(
+            photo_url_key(settings.photo_url_secret, load_or_create_secret(settings.jwt_secret, settings.data_dir)),
+            settings.photo_url_ttl_seconds,
+        )
+        profiles = ProfileService(ProfileStore(pool), records, urls)
         app[keys.PHOTO_STORE] = store
         app[keys.PROFILES] = profiles
         app[keys.DISCOVER] = DiscoverService(profiles, DiscoverStore(pool), records)
-        app[keys.PHOTOS] = PhotoService(records, store, executor)
+        app[keys.PHOTOS] = PhotoService(records, store, executor, urls)
         yield
 
 

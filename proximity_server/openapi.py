@@ -10,6 +10,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
+from proximity_server.web_headers import CONTENT_SECURITY_POLICY
+from proximity_server.webapp import CONTENT_TYPES, DEFAULT_CONTENT_TYPE
+
 OPENAPI_VERSION: Final = "3.1.0"
 
 Schema = dict[str, Any]
@@ -126,6 +129,19 @@ USER: Final[list[dict[str, list[str]]]] = [{"accessToken": []}]
 LIMIT_100: Final = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
 CURSOR_Q: Final = _query("cursor", {"type": "string"}, "a next_cursor from a previous page")
 ROUTE_UNKNOWN_ID: Final = (400, 401, 404, 429, 503)
+WEB_DESCRIPTION: Final = (
+    "Served with a strong ETag (304 on If-None-Match), gzip for text when accepted, and "
+    "`Content-Security-Policy: " + CONTENT_SECURITY_POLICY + "`."
+)
+SIGNED_URL_PARAMS: Final = (
+    _query("exp", {"type": "integer"}, "expiry of a signed URL (unix seconds)"),
+    _query("sig", {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "signature of a signed URL"),
+)
+SIGNED_URL_DESCRIPTION: Final = (
+    "Send a bearer access token, or use the signed `url`/`thumb_url` from an authenticated reply "
+    "(valid PHOTO_URL_TTL_SECONDS, default an hour): `exp` and `sig` = hex HMAC-SHA256 of "
+    '"photo:{id}:{full|thumb}:{exp}". A changed, expired or misapplied signature is 403.'
+)
 COOKIE_MODE_HEADER: Final = {
     "name": "X-Refresh-Cookie",
     "in": "header",
@@ -158,7 +174,12 @@ def _schemas() -> dict[str, Schema]:
         "location": {"oneOf": [LOCATION, {"type": "null"}]},
     }
     photo = _obj(
-        {"photo_id": UUID, "url": {"type": "string"}, "thumb_url": {"type": "string"}, "position": {"type": "integer"}},
+        {
+            "photo_id": UUID,
+            "url": {"type": "string", "description": "signed: /photos/{id}?exp=…&sig=…, loads without a token"},
+            "thumb_url": {"type": "string", "description": "signed: /photos/{id}/thumb?exp=…&sig=…"},
+            "position": {"type": "integer"},
+        },
         ["photo_id", "url", "thumb_url", "position"],
         closed=False,
     )
@@ -362,10 +383,52 @@ WS_USER_DESCRIPTION: Final = (
 )
 
 
+def _web_page(op_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "get": _op(
+            op_id,
+            summary,
+            {
+                "200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                "304": {"description": "not modified (If-None-Match matched the ETag)"},
+                **_errors(404),
+            },
+            description=WEB_DESCRIPTION,
+            tags=["web"],
+        )
+    }
+
+
+def _web_paths() -> dict[str, Any]:
+    file_types = sorted({t.split(";")[0] for t in CONTENT_TYPES.values()} | {DEFAULT_CONTENT_TYPE})
+    return {
+        "/": _web_page("webApp", "The web app (index.html)"),
+        "/docs": _web_page("apiReference", "This API reference, rendered from /openapi.json"),
+        "/static/{path}": {
+            "get": _op(
+                "staticFile",
+                "A file of the web app (scripts, styles, images, fonts)",
+                {
+                    "200": {
+                        "description": "the file",
+                        "content": {t: {"schema": {"type": "string"}} for t in file_types},
+                    },
+                    "304": {"description": "not modified (If-None-Match matched the ETag)"},
+                    **_errors(404),
+                },
+                parameters=[_path_param("path", {"type": "string"}, "a path under the static folder")],
+                description=WEB_DESCRIPTION,
+                tags=["web"],
+            )
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     e = _errors
     session_param = _path_param("ble_token", BLE_TOKEN)
     return {
+        **_web_paths(),
         "/livez": {"get": _op("livez", "Liveness (no I/O)", {"200": _ok("alive", ref("Live"))}, tags=["health"])},
         "/health": {
             "get": _op(
@@ -632,10 +695,11 @@ def _paths() -> dict[str, Any]:
                             m: {"schema": {"type": "string"}} for m in ("image/jpeg", "image/png", "image/webp")
                         },
                     },
-                    **e(401, 404, 503),
+                    **e(401, 403, 404, 503),
                 },
-                parameters=[_path_param("photo_id", UUID)],
-                security=USER,
+                parameters=[_path_param("photo_id", UUID), *SIGNED_URL_PARAMS],
+                security=[*USER, {}],
+                description=SIGNED_URL_DESCRIPTION,
                 tags=["photos"],
             )
         },
@@ -650,10 +714,11 @@ def _paths() -> dict[str, Any]:
                             m: {"schema": {"type": "string"}} for m in ("image/jpeg", "image/png", "image/webp")
                         },
                     },
-                    **e(401, 404, 503),
+                    **e(401, 403, 404, 503),
                 },
-                parameters=[_path_param("photo_id", UUID)],
-                security=USER,
+                parameters=[_path_param("photo_id", UUID), *SIGNED_URL_PARAMS],
+                security=[*USER, {}],
+                description=SIGNED_URL_DESCRIPTION,
                 tags=["photos"],
             )
         },

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from protocol.codes import ErrorCode
 from proximity_server.errors import BadRequest, Conflict, NotFound
+from proximity_server.photo_urls import FULL, THUMB, PhotoUrls
 from proximity_server.taxonomy import MAX_INTERESTS, InterestError, normalise_interests
 from store.discover import haversine_km
 from store.photos import Photo, PhotoRecords
@@ -164,16 +165,18 @@ def fields_of(profile: Profile) -> ProfileFields:
     )
 
 
-def photo_view(photo: Photo) -> dict[str, Any]:
+def photo_view(photo: Photo, urls: PhotoUrls) -> dict[str, Any]:
+    """A photo with signed URLs an ``<img>`` can load without a bearer header."""
+    expires = urls.expiry()
     return {
         "photo_id": photo.photo_id,
-        "url": f"/photos/{photo.photo_id}",
-        "thumb_url": f"/photos/{photo.photo_id}/thumb",
+        "url": urls.url(photo.photo_id, FULL, expires),
+        "thumb_url": urls.url(photo.photo_id, THUMB, expires),
         "position": photo.position,
     }
 
 
-def own_profile_view(profile: Profile, photos: Sequence[Photo]) -> dict[str, Any]:
+def own_profile_view(profile: Profile, photos: Sequence[Photo], urls: PhotoUrls) -> dict[str, Any]:
     """Everything, for its owner."""
     loc = profile.location
     return {
@@ -185,7 +188,7 @@ def own_profile_view(profile: Profile, photos: Sequence[Photo]) -> dict[str, Any
         "bio": profile.bio,
         "interests": list(profile.interests),
         "location": {"lat": loc.lat, "lon": loc.lon} if loc else None,
-        "photos": [photo_view(p) for p in photos],
+        "photos": [photo_view(p, urls) for p in photos],
         "updated_at": profile.updated_at.isoformat(),
     }
 
@@ -196,7 +199,9 @@ def rounded_km(distance_km: float | None) -> int | None:
     return max(1, round(distance_km))
 
 
-def public_view(profile: Profile, photos: Sequence[Photo], distance_km: float | None) -> dict[str, Any]:
+def public_view(
+    profile: Profile, photos: Sequence[Photo], distance_km: float | None, urls: PhotoUrls
+) -> dict[str, Any]:
     """What another signed-in person sees: no coordinates, birthdate or email."""
     return {
         "user_id": profile.user_id,
@@ -205,7 +210,7 @@ def public_view(profile: Profile, photos: Sequence[Photo], distance_km: float | 
         "gender": profile.gender,
         "bio": profile.bio,
         "interests": list(profile.interests),
-        "photos": [photo_view(p) for p in photos],
+        "photos": [photo_view(p, urls) for p in photos],
         "distance_km": rounded_km(distance_km),
     }
 
@@ -220,6 +225,7 @@ def distance_between(a: Location | None, b: Location | None) -> float | None:
 class ProfileService:
     profiles: ProfileStore
     photos: PhotoRecords
+    urls: PhotoUrls
 
     async def me(self, user_id: str) -> dict[str, Any]:
         account = await self.profiles.account(user_id)
@@ -231,7 +237,7 @@ class ProfileService:
             "user_id": account.user_id,
             "email": account.email,
             "created_at": account.created_at.isoformat(),
-            "profile": own_profile_view(profile, photos) if profile is not None else None,
+            "profile": own_profile_view(profile, photos, self.urls) if profile is not None else None,
         }
 
     async def replace(self, user_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -239,7 +245,7 @@ class ProfileService:
         profile = await self.profiles.put(user_id, fields)
         if profile is None:
             raise NotFound("no such account")
-        return own_profile_view(profile, await self.photos.list_for_user(user_id))
+        return own_profile_view(profile, await self.photos.list_for_user(user_id), self.urls)
 
     async def update(self, user_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         today = today_utc()
@@ -250,7 +256,7 @@ class ProfileService:
         profile = await self.profiles.update(user_id, build)
         if profile is None:
             raise NotFound("no such account")
-        return own_profile_view(profile, await self.photos.list_for_user(user_id))
+        return own_profile_view(profile, await self.photos.list_for_user(user_id), self.urls)
 
     async def viewer_profile(self, user_id: str) -> Profile:
         profile = await self.profiles.get(user_id)
@@ -264,4 +270,4 @@ class ProfileService:
             raise NotFound("no such profile")
         viewer = await self.profiles.get(viewer_id) if viewer_id != user_id else profile
         distance = distance_between(viewer.location if viewer else None, profile.location)
-        return public_view(profile, await self.photos.list_for_user(user_id), distance)
+        return public_view(profile, await self.photos.list_for_user(user_id), distance, self.urls)
