@@ -138,10 +138,20 @@ rt.on("nudge", (ev) => toast(ev.message, "nudge"));
 
 // -- sending -----------------------------------------------------------------
 
-async function deliver(item) {
+// One send at a time per conversation, so the server numbers messages in
+// the order they were written.
+const sendChains = new Map();
+function deliver(item) {
   const list = listFor(item.conversation_id);
   list.pending.set(item.client_id, { ...item, state: "pending" });
   update();
+  const chain = (sendChains.get(item.conversation_id) ?? Promise.resolve()).then(() => deliverNow(item, list));
+  sendChains.set(item.conversation_id, chain);
+  return chain;
+}
+
+async function deliverNow(item, list) {
+  if (!list.pending.has(item.client_id) || list.pending.get(item.client_id).state !== "pending") return;
   if (!rt.ready) return; // sent on (re)connect
   try {
     const msg = await rt.sendMessage(item.conversation_id, item.text, item.client_id);
