@@ -26,6 +26,7 @@ DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE = 10
 DEFAULT_RATE_LIMIT_API_PER_MINUTE = 100
 DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE = 60
 DEFAULT_PHOTO_URL_TTL_SECONDS = 3600
+LOG_FORMATS = ("json", "text")
 PASSWORD_HASH_PROFILES = ("production", "test")
 DEFAULT_PASSWORD_HASH_PROFILE = PASSWORD_HASH_PROFILES[0]
 
@@ -90,6 +91,16 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def _log_format(env: Mapping[str, str]) -> str | None:
+    raw = _read(env, "LOG_FORMAT")
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise SettingsError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {raw!r}")
+    return value
+
+
 def _profile(env: Mapping[str, str]) -> str:
     profile = (_read(env, "PASSWORD_HASH_PROFILE") or DEFAULT_PASSWORD_HASH_PROFILE).lower()
     if profile not in PASSWORD_HASH_PROFILES:
@@ -130,6 +141,8 @@ class Settings:
     # Shutdown: how long in-flight requests get to finish.
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    # "json" or "text"; None: text on a terminal, JSON elsewhere.
+    log_format: str | None = None
     access_log: bool = True
     # Photo bytes: S3-compatible storage when endpoint and bucket are set,
     # otherwise files under data_dir / "photos".
@@ -181,6 +194,7 @@ class Settings:
             ws_heartbeat_seconds=_float(env, "WS_HEARTBEAT_SECONDS", 30.0),
             shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 10.0, positive=False),
             log_level=(_read(env, "LOG_LEVEL") or "INFO").upper(),
+            log_format=_log_format(env),
             access_log=(_read(env, "ACCESS_LOG") or "1").lower() not in ("0", "false", "no", "off"),
             s3_endpoint_url=_read(env, "S3_ENDPOINT_URL"),
             s3_bucket=_read(env, "S3_BUCKET"),

@@ -27,6 +27,7 @@ from proximity_server.accounts import (
 from proximity_server.auth import authenticated_user, client_ip
 from proximity_server.errors import Forbidden, Unauthorized
 from proximity_server.http import read_json_object, read_json_value, require_str
+from proximity_server.middlewares import error_response
 from proximity_server.tokens import REFRESH_TOKEN_TTL_SECONDS
 
 FORWARDED_PROTO_HEADER: Final = "X-Forwarded-Proto"
@@ -60,6 +61,16 @@ def _pair(request: web.Request, status: int, pair: TokenPair) -> web.Response:
     response = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
     if cookie_mode(request):
         _set_refresh_cookie(request, response, pair.refresh_token, REFRESH_TOKEN_TTL_SECONDS)
+    return response
+
+
+def _refused(request: web.Request, exc: Unauthorized) -> web.Response:
+    """A refused refresh token: in cookie mode the dead cookie is cleared too,
+    so the browser stops sending it."""
+    if not cookie_mode(request):
+        raise exc
+    response = error_response(exc.status, exc.code, exc.message, exc.headers)
+    _clear_refresh_cookie(request, response)
     return response
 
 
@@ -107,13 +118,20 @@ async def login(request: web.Request) -> web.Response:
 async def refresh(request: web.Request) -> web.Response:
     await _check_auth_rate(request)
     token = await _presented_refresh_token(request)
-    return _pair(request, 200, await request.app[keys.ACCOUNTS].refresh(token))
+    try:
+        pair = await request.app[keys.ACCOUNTS].refresh(token)
+    except Unauthorized as exc:
+        return _refused(request, exc)
+    return _pair(request, 200, pair)
 
 
 async def logout(request: web.Request) -> web.Response:
     await _check_auth_rate(request)
     token = await _presented_refresh_token(request)
-    await request.app[keys.ACCOUNTS].logout(token)
+    try:
+        await request.app[keys.ACCOUNTS].logout(token)
+    except Unauthorized as exc:
+        return _refused(request, exc)
     response = web.Response(status=204)
     if cookie_mode(request):
         _clear_refresh_cookie(request, response)

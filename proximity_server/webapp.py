@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -122,39 +123,56 @@ class WebFiles:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._static = self.root / STATIC_DIR
-        self._cache: dict[Path, Asset] = {}
+        # Request name -> (file path, asset): a hit costs a dict lookup and a stat.
+        self._cache: dict[str, tuple[str, Asset]] = {}
 
     async def page(self, name: str) -> Asset | None:
         """A top-level page (index.html, docs.html)."""
-        return await self._load(self.root / name, self.root)
+        return await self._get(name, lambda: self.root / name, self.root)
 
     async def static(self, path: str) -> Asset | None:
-        relative = safe_relative(path)
-        if relative is None:
-            return None
-        return await self._load(self._static / relative, self._static)
+        def locate() -> Path | None:
+            relative = safe_relative(path)
+            return None if relative is None else self._static / relative
 
-    async def _load(self, path: Path, inside: Path) -> Asset | None:
-        try:
-            # One stat per request (a few µs, page cache) keeps edits live; a
-            # thread hop would cost more than the call. Follows symlinks:
-            # where they lead is checked when the file is read.
-            info = os.stat(path)
-        except (OSError, ValueError):
+        return await self._get(f"{STATIC_DIR}/{path}", locate, self._static)
+
+    async def _get(self, name: str, locate: Callable[[], Path | None], inside: Path) -> Asset | None:
+        hit = self._cache.get(name)
+        if hit is not None:
+            version = _version(hit[0])
+            if version == hit[1].version:
+                return hit[1]
+            if version is None:
+                del self._cache[name]
+                return None
+        path = locate()
+        if path is None:
             return None
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+        version = _version(os.fspath(path))
+        if version is None:
             return None
-        version = (info.st_size, info.st_mtime_ns)
-        cached = self._cache.get(path)
-        if cached is not None and cached.version == version:
-            return cached
         asset = await asyncio.to_thread(_read_inside, path, inside, version)
         if asset is None:
             return None
         if len(self._cache) >= MAX_CACHED_FILES:
             self._cache.pop(next(iter(self._cache)))
-        self._cache[path] = asset
+        self._cache[name] = (os.fspath(path), asset)
         return asset
+
+
+def _version(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a regular file of at most MAX_FILE_BYTES, else None.
+    One stat per request (a few µs, from the page cache) keeps edits live; a
+    thread hop would cost more than the call. Follows symlinks: where they
+    lead is checked when the file is read."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 def _read_inside(path: Path, inside: Path, version: tuple[int, int]) -> Asset | None:

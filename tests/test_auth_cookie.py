@@ -144,9 +144,14 @@ async def test_refresh_via_cookie_rotates_it_and_the_old_one_is_refused(client: 
     # An empty JSON object is as good as no body.
     again = await client.post("/auth/refresh", json={}, headers=refresh_cookie_header(second.value))
     assert again.status == 200, await again.text()
+    again_cookie = set_cookie(again).value
     replay = await client.post("/auth/refresh", headers=refresh_cookie_header(first))
     assert replay.status == 401
     assert (await replay.json())["error"]["code"] == "unauthorized"
+    dead = set_cookie(replay)  # the refused cookie is cleared
+    assert dead.value == "" and dead["max-age"] == "0" and dead["path"] == "/auth"
+    # Reuse revoked the whole login: the newest cookie is dead too.
+    assert (await client.post("/auth/refresh", headers=refresh_cookie_header(again_cookie))).status == 401
 
 
 async def test_the_cookie_jar_round_trip(client: AppClient) -> None:
