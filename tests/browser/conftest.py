@@ -59,7 +59,9 @@ async def web_base(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def module_web_base(service_urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def module_web_base(
+    service_urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
     """One real server for a whole module, on its own schema and Redis prefix
     (each test makes its own accounts, so they do not see each other's)."""
     database_url, redis_url = service_urls

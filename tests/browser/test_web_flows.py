@@ -94,10 +94,12 @@ class Api:
         for me, other in ((a, b), (b, a)):
             await self.call("POST", "/likes", me, json={"user_id": self.users[other][0], "action": "like"})
         matches = await self.call("GET", "/matches", a)
-        return next(m["conversation_id"] for m in matches["items"] if m["user"]["user_id"] == self.users[b][0])
+        return str(next(m["conversation_id"] for m in matches["items"] if m["user"]["user_id"] == self.users[b][0]))
 
     async def say(self, who: str, cid: str, text: str) -> None:
-        await self.call("POST", f"/conversations/{cid}/messages", who, json={"client_id": secrets.token_hex(8), "text": text})
+        await self.call(
+            "POST", f"/conversations/{cid}/messages", who, json={"client_id": secrets.token_hex(8), "text": text}
+        )
 
 
 @pytest.fixture
@@ -110,7 +112,11 @@ def expect_refusals(p: Person, *statuses: int) -> None:
     """Chromium itself logs each refused request (not the app): drop exactly
     those the test provoked, so any other console error still fails it."""
     for status in statuses:
-        line = next(e for e in p.errors if e.startswith(f"Failed to load resource: the server responded with a status of {status} "))
+        line = next(
+            e
+            for e in p.errors
+            if e.startswith(f"Failed to load resource: the server responded with a status of {status} ")
+        )
         p.errors.remove(line)
 
 
@@ -233,10 +239,20 @@ async def test_discover_filters_change_the_results_and_pass_removes_a_card(peopl
     ana = await people.open("Ana")
     await api.account("Ana", ana.email, "woman", ["man", "nonbinary"], location={"lat": 52.52, "lon": 13.40})
     here, far = {"lat": 52.50, "lon": 13.40}, {"lat": 48.14, "lon": 11.58}
-    for name, gender, born, where in (("Ben", "man", "1996-01-10", here), ("Carl", "man", "1979-06-01", far),
-                                      ("Dee", "nonbinary", "1998-09-09", far)):
-        await api.account(name, f"{name.lower()}-{tag}@example.com", gender, ["woman"], location=where,
-                          birthdate=born, display_name=f"{name} {tag}")
+    for name, gender, born, where in (
+        ("Ben", "man", "1996-01-10", here),
+        ("Carl", "man", "1979-06-01", far),
+        ("Dee", "nonbinary", "1998-09-09", far),
+    ):
+        await api.account(
+            name,
+            f"{name.lower()}-{tag}@example.com",
+            gender,
+            ["woman"],
+            location=where,
+            birthdate=born,
+            display_name=f"{name} {tag}",
+        )
     await log_in(ana)
     await go_to(ana, "Discover")
     page = ana.page
@@ -345,8 +361,10 @@ async def test_history_paging_divider_retry_and_nudge(people: People, api: Api) 
     bubbles = log.locator(".bubble[data-id]")
     await expect(bubbles).to_have_count(30)
     for loaded in (60, 90, 120):
-        anchor = await log.evaluate("el => { el.scrollTop = 0; const b = el.querySelector('.bubble[data-id]');"
-                                    " return [b.dataset.id, b.getBoundingClientRect().top]; }")
+        anchor = await log.evaluate(
+            "el => { el.scrollTop = 0; const b = el.querySelector('.bubble[data-id]');"
+            " return [b.dataset.id, b.getBoundingClientRect().top]; }"
+        )
         await expect(bubbles).to_have_count(loaded)
         await expect(log.get_by_text("Loading earlier messages…")).to_have_count(0)
         top = await log.evaluate(f"el => el.querySelector('[data-id=\"{anchor[0]}\"]').getBoundingClientRect().top")
