@@ -6,7 +6,7 @@ import { afterEach, test, mock } from "node:test";
 import assert from "node:assert/strict";
 
 import {
-  ApiClient, Realtime, resumeSession, trackSessionHint, SESSION_HINT, CLOSE_AUTH_EXPIRED, fieldOf,
+  ApiClient, ApiError, Realtime, humane, resumeSession, trackSessionHint, SESSION_HINT, CLOSE_AUTH_EXPIRED, fieldOf,
 } from "../../proximity_server/web/static/client.js";
 
 const TTL_S = 900;
@@ -192,6 +192,13 @@ test("a resumed session renews from the cookie", async () => {
   assert.equal(await resumeSession(api, storage), true);
   assert.equal(api.accessToken, "token-1");
   api._clearTokens();
+});
+
+test("server messages read as the form labels them", () => {
+  assert.equal(humane("'location.lat' must be between -90 and 90"), "Latitude must be between -90 and 90");
+  assert.equal(humane("'display_name' must be 1–50 characters"), "Display name must be 1–50 characters");
+  assert.equal(humane("wrong email or password"), "Wrong email or password");
+  assert.equal(new ApiError(400, "invalid_field", "'birthdate' is not plausible").message, "Birthdate is not plausible");
 });
 
 test("sign-in errors name the field they concern", () => {

@@ -95,7 +95,7 @@ async def check_screen(page: Page, name: str) -> None:
     size = page.viewport_size
     for label, viewport in (("1280", DESKTOP), ("390", PHONE)):
         await page.set_viewport_size(viewport)  # type: ignore[arg-type]
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        await page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"))
     if size:
         await page.set_viewport_size(size)
 

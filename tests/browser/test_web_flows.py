@@ -151,6 +151,7 @@ async def test_photos_drag_delete_limit_and_upload_progress(people: People, api:
     # Six: the limit is explained and the picker is off, rather than an upload failing.
     await expect(page.get_by_text("You have 6 photos, the most a profile can hold.")).to_be_visible()
     await expect(add).to_be_disabled()
+    await page.get_by_role("heading", name="Photos").scroll_into_view_if_needed()
     await check_screen(page, "photos-full")
 
     # Drag the third photo onto the first: it becomes the main one, and stays so.
@@ -186,7 +187,7 @@ async def test_profile_fields_location_and_errors_at_their_field(people: People,
     await page.get_by_label("Email").fill(taken)
     await page.get_by_label("Password").fill(PASSWORD + "!")
     await page.get_by_role("button", name="Log in", exact=True).click()
-    await expect(page.locator("#password-error")).to_contain_text("wrong email or password")
+    await expect(page.locator("#password-error")).to_have_text("Wrong email or password")
     await check_screen(page, "log-in-error")
     await page.get_by_role("button", name="Create an account").click()
     await sign_up(ana)
@@ -196,13 +197,13 @@ async def test_profile_fields_location_and_errors_at_their_field(people: People,
     await page.get_by_label("Birthdate").fill("2015-03-01")
     await page.get_by_label("Man", exact=True).check()
     await page.get_by_role("button", name="Save profile").click()
-    await expect(page.locator("#birthdate-error")).to_contain_text("at least 18")
+    await expect(page.locator("#birthdate-error")).to_have_text("You must be at least 18")
     await expect(page.get_by_label("Birthdate")).to_have_attribute("aria-invalid", "true")
     await page.get_by_label("Birthdate").fill("1990-02-03")
     await page.get_by_label("Latitude").fill("95")  # typed by hand, out of range
     await page.get_by_label("Longitude").fill("13.4")
     await page.get_by_role("button", name="Save profile").click()
-    await expect(page.locator("#lat-error")).to_contain_text("between -90 and 90")
+    await expect(page.locator("#lat-error")).to_have_text("Latitude must be between -90 and 90")
     await check_screen(page, "profile-error")
 
     # The browser's location, once the person allows it.

@@ -71,13 +71,29 @@ export class ApiError extends Error {
    * @param {string} message the envelope's message
    */
   constructor(status, code, message) {
-    super(message);
+    super(humane(message));
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     /** The request field the error concerns, when the message names one. */
     this.field = fieldOf(code, message);
   }
+}
+
+const FIELD_NAMES = {
+  display_name: "Display name", birthdate: "Birthdate", gender: "Gender", interested_in: "Interested in",
+  bio: "Bio", interests: "Interests", "location.lat": "Latitude", "location.lon": "Longitude", location: "Location",
+  email: "Email", password: "Password", text: "The message",
+};
+
+/**
+ * A server message as a person reads it: field names as the form labels
+ * them (`'location.lat' must be…` → `Latitude must be…`), a capital first.
+ * @param {string} message @returns {string}
+ */
+export function humane(message) {
+  const out = String(message).replace(/'([a-z_]+(?:\.[a-z]+)?)'/g, (all, name) => FIELD_NAMES[name] ?? all);
+  return out.charAt(0).toUpperCase() + out.slice(1);
 }
 
 /**
