@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from config.settings import Settings
+from tests.conftest import namespaced_settings
 from tests.servers import env_for, free_port, start_run_py, stop_process, wait_until_live
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,6 +56,35 @@ async def web_base(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
         yield base
     finally:
         stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+async def module_web_base(
+    service_urls: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """One real server for a whole module, on its own schema and Redis prefix
+    (each test makes its own accounts, so they do not see each other's)."""
+    database_url, redis_url = service_urls
+    tmp = tmp_path_factory.mktemp("web")
+    async for settings in namespaced_settings(database_url, redis_url, cluster=False):
+        port = free_port()
+        proc = start_run_py(port, env_for(settings, DATA_DIR=str(tmp / "data"), **SERVER_ENV), tmp / "server.log")
+        base = f"http://127.0.0.1:{port}"
+        try:
+            await wait_until_live(base, proc)
+            yield base
+        finally:
+            stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+async def module_browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
 
 
 @pytest.fixture

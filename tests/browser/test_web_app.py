@@ -121,9 +121,11 @@ async def send(p: Person, text: str) -> None:
 
 
 @pytest.fixture
-async def pair(browser: Browser, web_base: str) -> AsyncIterator[tuple[Person, Person]]:
-    ana = await open_person(browser, web_base, "Ana")
-    ben = await open_person(browser, web_base, "Ben", PHONE)
+async def pair(module_browser: Browser, module_web_base: str) -> AsyncIterator[tuple[Person, Person]]:
+    """Two people on the module's server (one server and one browser for the
+    module keep the suite quick; each test signs up its own accounts)."""
+    ana = await open_person(module_browser, module_web_base, "Ana")
+    ben = await open_person(module_browser, module_web_base, "Ben", PHONE)
     yield ana, ben
     for p in (ana, ben):
         await p.context.close()
@@ -209,10 +211,10 @@ async def test_two_people_match_and_chat_live(pair: tuple[Person, Person]) -> No
 
 
 async def test_twenty_messages_sent_while_offline_arrive_once_in_order(
-    pair: tuple[Person, Person], web_base: str
+    pair: tuple[Person, Person], module_web_base: str
 ) -> None:
     ana, ben = pair
-    await matched_over_api(web_base, ana, ben)
+    await matched_over_api(module_web_base, ana, ben)
     await log_in(ana)
     await log_in(ben)
     await open_chat(ana, "Ben")
@@ -232,9 +234,9 @@ async def test_twenty_messages_sent_while_offline_arrive_once_in_order(
     assert await bubbles.all_inner_texts() == texts
 
 
-async def test_reload_keeps_the_session_and_pending_messages(pair: tuple[Person, Person], web_base: str) -> None:
+async def test_reload_keeps_the_session_and_pending_messages(pair: tuple[Person, Person], module_web_base: str) -> None:
     ana, ben = pair
-    await matched_over_api(web_base, ana, ben)
+    await matched_over_api(module_web_base, ana, ben)
     await log_in(ana)
     await log_in(ben)
     await open_chat(ben, "Ana")

@@ -1,8 +1,8 @@
 // The web app: screens over the data layer in client.js. Text from the
 // server is only ever rendered as text (htm escapes it), never as HTML.
 import { html, render, useState, useEffect, useRef, useLayoutEffect } from "./vendor/preact-htm.module.js";
-import { ApiClient, ApiError, Realtime, MessageList, Outbox, GENDERS, MAX_PHOTOS, REPORT_REASONS, randomId }
-  from "./client.js";
+import { ApiClient, ApiError, Realtime, MessageList, Outbox, GENDERS, MAX_PHOTOS, REPORT_REASONS, randomId,
+  resumeSession, trackSessionHint } from "./client.js";
 
 const TYPING_SHOWN_MS = 4000;
 const TYPING_SEND_EVERY_MS = 2500;
@@ -62,7 +62,7 @@ function listFor(cid) {
 
 async function loadLists() {
   const [matches, convs] = await Promise.all([api.matches(), api.conversations()]);
-  update({ matches: matches.items, conversations: convs.items });
+  update({ matches: matches.items, conversations: convs.items, listsLoaded: true });
 }
 
 async function startSession() {
@@ -81,7 +81,7 @@ api.onAuthChange((signedIn) => {
   if (!signedIn) {
     rt.stop();
     state.lists.clear();
-    update({ signedIn: false, me: null, matches: [], conversations: [], booting: false });
+    update({ signedIn: false, me: null, matches: [], conversations: [], listsLoaded: false, booting: false });
   }
 });
 
@@ -167,7 +167,8 @@ async function deliverNow(item, list) {
 
 function flushOutbox() {
   if (!state.outbox) return;
-  for (const item of state.outbox.all()) if (!item.failed) deliver(item);
+  // Messages that only failed for want of a network go out again too.
+  for (const item of state.outbox.all()) if (!item.failed || item.offline) deliver({ ...item, failed: false, offline: false });
 }
 
 function send(conversationId, text) {
@@ -176,12 +177,32 @@ function send(conversationId, text) {
   deliver(item);
 }
 
-function retry(item) {
-  const again = { ...item, failed: false };
-  delete again.state;
-  delete again.error;
+// Retry now: over the socket when it is up, else over HTTP (idempotent by
+// client_id, so a message the socket already delivered is not doubled).
+async function retry(item) {
+  const again = { conversation_id: item.conversation_id, client_id: item.client_id, text: item.text,
+    created_at: item.created_at };
+  const list = listFor(item.conversation_id);
+  if (globalThis.navigator?.onLine === false) {
+    list.pending.set(item.client_id, { ...again, state: "failed", offline: true,
+      error: "You are offline. It will be sent when you are back online." });
+    state.outbox.put({ ...again, failed: true, offline: true });
+    update();
+    return;
+  }
   state.outbox.put(again);
-  deliver(again);
+  if (rt.ready) { deliver(again); return; }
+  list.pending.set(item.client_id, { ...again, state: "pending" });
+  update();
+  try {
+    list.add([await api.sendMessage(again.conversation_id, again.text, again.client_id)]);
+    state.outbox.remove(again.client_id);
+  } catch (e) {
+    const offline = e instanceof ApiError && e.code === "network";
+    list.pending.set(item.client_id, { ...again, state: "failed", offline, error: e.message });
+    state.outbox.put({ ...again, failed: true, offline });
+  }
+  update();
 }
 
 // -- small pieces --------------------------------------------------------------
@@ -421,11 +442,12 @@ function Photos({ photos }) {
   return html`<section class="card" aria-labelledby="photos-h">
     <h2 id="photos-h">Photos</h2>
     <p class="hint">Up to ${MAX_PHOTOS} photos (${photos.length} of ${MAX_PHOTOS} used). The first one is your main photo.
-      Drag to reorder, or use the move buttons.${full ? " Delete one to add another." : ""}</p>
+      Drag to reorder, or use the move buttons.</p>
     <ol class="photo-grid">
       ${photos.map((p, i) => html`<li key=${p.photo_id} class="photo-tile" draggable="true"
-          onDragStart=${() => { dragFrom.current = i; }} onDragOver=${(e) => e.preventDefault()}
-          onDrop=${(e) => { e.preventDefault(); move(dragFrom.current, i); }}>
+          onDragStart=${(e) => { dragFrom.current = i; e.dataTransfer?.setData("text/plain", p.photo_id); }}
+          onDragOver=${(e) => e.preventDefault()}
+          onDrop=${(e) => { e.preventDefault(); if (dragFrom.current !== null) move(dragFrom.current, i); dragFrom.current = null; }}>
         <img src=${p.thumb_url} alt=${`Photo ${i + 1}${i === 0 ? " (main)" : ""}`} />
         <div class="tile-actions">
           <button type="button" class="icon" aria-label=${`Move photo ${i + 1} earlier`} disabled=${i === 0}
@@ -438,11 +460,15 @@ function Photos({ photos }) {
       </li>`)}
     </ol>
     <div class="upload">
-      <label class=${"button secondary" + (full ? " disabled" : "")} for="photo-file">Add photo</label>
+      <label class=${"button secondary" + (full || progress !== null ? " disabled" : "")} for="photo-file">Add photo</label>
       <input id="photo-file" class="visually-hidden" type="file" accept="image/jpeg,image/png,image/webp"
-        disabled=${full} onChange=${upload} />
-      ${progress !== null && html`<progress max="1" value=${progress} aria-label="Upload progress">${Math.round(progress * 100)}%</progress>`}
+        disabled=${full || progress !== null} aria-describedby=${full ? "photos-full" : undefined} onChange=${upload} />
+      ${progress !== null && html`<span class="progress" role="status">
+        <progress max="1" value=${progress} aria-label="Upload progress">${Math.round(progress * 100)}%</progress>
+        <span class="small muted">Uploading… ${Math.round(progress * 100)}%</span></span>`}
     </div>
+    ${full && html`<p class="notice" id="photos-full">You have ${MAX_PHOTOS} photos, the most a profile can hold.
+      Delete one to add another.</p>`}
     ${error && html`<p class="error" role="alert">${error}</p>`}
     <p class="visually-hidden" role="status">${announce}</p>
   </section>`;
@@ -584,10 +610,12 @@ function ConversationScreen({ cid }) {
   const s = useStore();
   const conv = s.conversations.find((c) => c.conversation_id === cid);
   const match = s.matches.find((m) => m.conversation_id === cid);
-  const other = conv?.user ?? match?.user;
+  const known = useRef(null); // the other person, remembered once the match has ended
+  if (conv?.user ?? match?.user) known.current = conv?.user ?? match?.user;
+  const other = known.current;
   const list = listFor(cid);
   const logRef = useRef(null);
-  const keep = useRef(null); // scroll height before older messages were prepended
+  const anchor = useRef(null); // {id, offset}: the message kept in place while older ones load
   const stick = useRef(true);
   const lastTyping = useRef(0);
   const [divider, setDivider] = useState(null);
@@ -628,7 +656,9 @@ function ConversationScreen({ cid }) {
   useLayoutEffect(() => {
     const el = logRef.current;
     if (!el) return;
-    if (keep.current !== null) { el.scrollTop += el.scrollHeight - keep.current; keep.current = null; }
+    const a = anchor.current;
+    const node = a && el.querySelector(`[data-id="${a.id}"]`);
+    if (node) el.scrollTop = node.offsetTop - a.offset;
     else if (stick.current) el.scrollTop = el.scrollHeight;
   });
 
@@ -637,14 +667,19 @@ function ConversationScreen({ cid }) {
     stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
     const cursor = state.olderCursor.get(cid);
     if (el.scrollTop > 60 || !cursor || loading) return;
+    // Keep the first message in view where it is while rows are added above it.
+    const first = [...el.querySelectorAll(".bubble[data-id]")].find((n) => n.offsetTop + n.offsetHeight > el.scrollTop);
+    anchor.current = first ? { id: first.dataset.id, offset: first.offsetTop - el.scrollTop } : null;
     setLoading(true);
     try {
       const page = await api.messages(cid, { limit: PAGE, cursor });
-      keep.current = el.scrollHeight;
       state.olderCursor.set(cid, page.next_cursor);
       list.add(page.items);
       update();
-    } finally { setLoading(false); }
+    } catch (err) { setNote(err.message); } finally {
+      setLoading(false);
+      requestAnimationFrame(() => { anchor.current = null; });
+    }
   }
 
   function submit(e) {
@@ -660,16 +695,19 @@ function ConversationScreen({ cid }) {
     const now = Date.now();
     if (rt.ready && now - lastTyping.current > TYPING_SEND_EVERY_MS) { lastTyping.current = now; rt.typing(cid).catch(() => {}); }
   }
-  async function unmatch() {
-    if (!match) return;
-    await api.unmatch(match.match_id).catch((e) => setNote(e.message));
+  async function end(how) {
+    try {
+      if (how === "unmatch") await api.unmatch(match.match_id);
+      else await api.block(other.user_id);
+    } catch (e) { setNote(e.message); return; }
+    setPanel(null);
     await loadLists().catch(() => {});
-    go("matches");
+    toast(how === "unmatch" ? `You unmatched ${name}.` : `You blocked ${name}.`);
+    go("chats");
   }
-  async function block() {
-    await api.block(other.user_id).catch((e) => setNote(e.message));
-    await loadLists().catch(() => {});
-    go("matches");
+  function openPanel(which, e) {
+    setPanel(which);
+    e.target.closest("details")?.removeAttribute("open");
   }
   async function report(e) {
     e.preventDefault();
@@ -685,7 +723,7 @@ function ConversationScreen({ cid }) {
   const readUpTo = s.readByThem[cid] ?? 0;
   const lastSeenMine = [...messages].reverse().find((m) => m.sender_id === api.userId && m.id <= readUpTo);
   const name = other?.display_name ?? "Conversation";
-  const closed = conv === undefined && match === undefined && (s.conversations.length > 0 || s.matches.length > 0);
+  const closed = s.listsLoaded && conv === undefined && match === undefined;
 
   return html`<main id="main" class="chat">
     <header class="chat-head">
@@ -696,9 +734,9 @@ function ConversationScreen({ cid }) {
       <details class="menu">
         <summary aria-label="Conversation actions">⋯</summary>
         <div class="menu-body">
-          <button type="button" class="ghost" onClick=${() => setPanel("report")} disabled=${!other}>Report</button>
-          <button type="button" class="ghost" onClick=${unmatch} disabled=${!match}>Unmatch</button>
-          <button type="button" class="ghost danger" onClick=${block} disabled=${!other}>Block</button>
+          <button type="button" class="ghost" onClick=${(e) => openPanel("report", e)} disabled=${!other}>Report</button>
+          <button type="button" class="ghost" onClick=${(e) => openPanel("unmatch", e)} disabled=${!match}>Unmatch</button>
+          <button type="button" class="ghost danger" onClick=${(e) => openPanel("block", e)} disabled=${!other}>Block</button>
         </div>
       </details>
     </header>
@@ -709,7 +747,18 @@ function ConversationScreen({ cid }) {
       <div class="actions"><button class="primary" type="submit">Send report</button>
         <button type="button" class="ghost" onClick=${() => setPanel(null)}>Cancel</button></div>
     </form>`}
+    ${(panel === "unmatch" || panel === "block") && html`<div class="card confirm" role="alertdialog"
+        aria-labelledby="confirm-h" aria-describedby="confirm-d">
+      <h2 id="confirm-h">${panel === "unmatch" ? `Unmatch ${name}?` : `Block ${name}?`}</h2>
+      <p id="confirm-d">${panel === "unmatch"
+        ? "This conversation ends for both of you and cannot be reopened."
+        : `${name} will no longer see you or be able to message you, and this conversation ends.`}</p>
+      <div class="actions"><button type="button" class="primary danger-fill" onClick=${() => end(panel)}>
+          ${panel === "unmatch" ? "Yes, unmatch" : "Yes, block"}</button>
+        <button type="button" class="ghost" onClick=${() => setPanel(null)}>Cancel</button></div>
+    </div>`}
     ${note && html`<p class="notice" role="status">${note}</p>`}
+    ${closed && html`<p class="notice" role="status">This conversation has ended.</p>`}
     <div class="log" role="log" aria-label=${`Messages with ${name}`} aria-live="polite" tabindex="0" ref=${logRef} onScroll=${onScroll}>
       ${loading && html`<p class="muted center small">Loading earlier messages…</p>`}
       ${messages.length === 0 && pending.length === 0 && html`<p class="muted center">You matched! Say hello.</p>`}
@@ -721,7 +770,9 @@ function ConversationScreen({ cid }) {
         </div>`)}
       ${pending.map((p) => html`<div key=${p.client_id} class=${"bubble mine " + p.state}>
           <p class="text">${p.text}</p>
-          <span class="stamp">${p.state === "failed" ? html`Not sent. <button type="button" class="link" onClick=${() => retry(p)}>Retry</button>` : "Sending…"}</span>
+          <span class="stamp">${p.state === "failed"
+            ? html`<span>Not sent.${p.offline ? " You are offline; it goes out when you are back." : ""}</span> <button type="button" class="link" onClick=${() => retry(p)}>Retry</button>`
+            : html`<span>Sending…</span>${s.status !== "online" && html` <button type="button" class="link" onClick=${() => retry(p)}>Retry</button>`}`}</span>
         </div>`)}
     </div>
     <p class="typing small muted" aria-live="polite">${theyTyping ? `${name} is typing…` : ""}</p>
@@ -777,15 +828,7 @@ function App() {
 
 render(html`<${App} />`, document.getElementById("app"));
 
-// A hint (not a secret) that this browser holds a session cookie, so that a
-// first visit does not ask the server for a refresh it cannot have.
-const SESSION_HINT = "px.session";
-api.onAuthChange((signedIn) => {
-  try { if (signedIn) localStorage.setItem(SESSION_HINT, "1"); else localStorage.removeItem(SESSION_HINT); } catch { /* off */ }
-});
-if (localStorage.getItem(SESSION_HINT)) {
-  api.refresh().then((ok) => (ok ? startSession() : update({ booting: false })))
-    .catch(() => update({ booting: false }));
-} else {
-  update({ booting: false });
-}
+trackSessionHint(api, globalThis.localStorage ?? null);
+resumeSession(api, globalThis.localStorage ?? null)
+  .then((ok) => (ok ? startSession() : update({ booting: false })))
+  .catch(() => update({ booting: false }));

@@ -71,13 +71,29 @@ export class ApiError extends Error {
    * @param {string} message the envelope's message
    */
   constructor(status, code, message) {
-    super(message);
+    super(humane(message));
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     /** The request field the error concerns, when the message names one. */
     this.field = fieldOf(code, message);
   }
+}
+
+const FIELD_NAMES = {
+  display_name: "Display name", birthdate: "Birthdate", gender: "Gender", interested_in: "Interested in",
+  bio: "Bio", interests: "Interests", "location.lat": "Latitude", "location.lon": "Longitude", location: "Location",
+  email: "Email", password: "Password", text: "The message",
+};
+
+/**
+ * A server message as a person reads it: field names as the form labels
+ * them (`'location.lat' must be…` → `Latitude must be…`), a capital first.
+ * @param {string} message @returns {string}
+ */
+export function humane(message) {
+  const out = String(message).replace(/'([a-z_]+(?:\.[a-z]+)?)'/g, (all, name) => FIELD_NAMES[name] ?? all);
+  return out.charAt(0).toUpperCase() + out.slice(1);
 }
 
 /**
@@ -89,6 +105,7 @@ export class ApiError extends Error {
  */
 export function fieldOf(code, message) {
   if (code === "weak_password") return "password";
+  if (/wrong email or password/i.test(message)) return "password"; // sign-in: the usual culprit
   if (code === "email_taken" || /email/i.test(message)) return "email";
   if (/password/i.test(message)) return "password";
   const quoted = /'([a-z_]+)(?:\.[a-z]+)?'/.exec(message);
@@ -96,6 +113,42 @@ export function fieldOf(code, message) {
   if (/^interests/.test(message)) return "interests";
   if (/at least 18|you must be/i.test(message)) return "birthdate";
   return null;
+}
+
+/**
+ * Storage key of a hint (not a secret) that this browser signed in, so that a
+ * first visit does not ask the server for a refresh it cannot have (the
+ * refresh cookie is HttpOnly: the page cannot see whether it exists).
+ */
+export const SESSION_HINT = "px.session";
+
+/**
+ * Keep {@link SESSION_HINT} in step with the session: set on sign-in,
+ * removed on sign-out.
+ * @param {ApiClient} api @param {Storage|null} storage
+ */
+export function trackSessionHint(api, storage) {
+  return api.onAuthChange((signedIn) => {
+    try { if (signedIn) storage?.setItem(SESSION_HINT, "1"); else storage?.removeItem(SESSION_HINT); } catch { /* off */ }
+  });
+}
+
+/**
+ * On page load: renew the session from the refresh cookie, but only when
+ * this browser signed in before (a signed-out visitor makes no request, so
+ * no 401). A refused refresh (cookie expired or revoked) is a quiet
+ * "signed out" and forgets the hint, so the next visit asks nothing.
+ * @param {ApiClient} api @param {Storage|null} storage
+ * @returns {Promise<boolean>} whether a session was resumed
+ */
+export async function resumeSession(api, storage) {
+  let hinted = false;
+  try { hinted = Boolean(storage?.getItem(SESSION_HINT)); } catch { /* storage off */ }
+  if (!hinted) return false;
+  let ok = false;
+  try { ok = await api.refresh(); } catch { return false; } // network: keep the hint, try next time
+  if (!ok) { try { storage?.removeItem(SESSION_HINT); } catch { /* off */ } }
+  return ok;
 }
 
 /** A random id for `client_id` and command ids. @returns {string} */
