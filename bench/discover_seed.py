@@ -25,7 +25,9 @@ from typing import Any
 
 import asyncpg
 
+from config.settings import DEFAULT_PHOTO_URL_TTL_SECONDS
 from proximity_server.features.discover import DiscoverParams, DiscoverService, decode_cursor
+from proximity_server.features.photo_urls import PhotoUrls, derive_key
 from proximity_server.features.profiles import ProfileService, today_utc, years_before
 from store import db
 from store.discover import DiscoverQuery, DiscoverStore, page_sql
@@ -149,7 +151,8 @@ async def main() -> None:
             await explain(conn, "ages 25–40 within 150 km (bounding box, then haversine)", filtered)
 
         records = PhotoRecords(pool)
-        service = DiscoverService(ProfileService(ProfileStore(pool), records), DiscoverStore(pool), records)
+        urls = PhotoUrls(derive_key(b"bench-only-key"), DEFAULT_PHOTO_URL_TTL_SECONDS)
+        service = DiscoverService(ProfileService(ProfileStore(pool), records, urls), DiscoverStore(pool), records)
         print()
         await time_pages(service, viewer_id, DiscoverParams())  # warm up
         report("plain pages (limit 20)", *await time_pages(service, viewer_id, DiscoverParams()))

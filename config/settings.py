@@ -2,7 +2,7 @@
 
 Every value can be set with an environment variable of the same name in upper
 case. Secrets (``ADMIN_TOKEN``, ``DATABASE_URL``, ``REDIS_URL``,
-``REDIS_CLUSTER_URL``, ``JWT_SECRET``) may instead be read from a file named
+``REDIS_CLUSTER_URL``, ``JWT_SECRET``, ``PHOTO_URL_SECRET``) may instead be read from a file named
 by ``<NAME>_FILE``, the way container secrets are mounted. A variable that is set but empty counts as unset.
 """
 
@@ -25,6 +25,8 @@ DEFAULT_JWT_AUDIENCE = "proximity_app"
 DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE = 10
 DEFAULT_RATE_LIMIT_API_PER_MINUTE = 100
 DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE = 60
+DEFAULT_PHOTO_URL_TTL_SECONDS = 3600
+LOG_FORMATS = ("json", "text")
 PASSWORD_HASH_PROFILES = ("production", "test")
 DEFAULT_PASSWORD_HASH_PROFILE = PASSWORD_HASH_PROFILES[0]
 
@@ -89,6 +91,16 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def _log_format(env: Mapping[str, str]) -> str | None:
+    raw = _read(env, "LOG_FORMAT")
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise SettingsError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {raw!r}")
+    return value
+
+
 def _profile(env: Mapping[str, str]) -> str:
     profile = (_read(env, "PASSWORD_HASH_PROFILE") or DEFAULT_PASSWORD_HASH_PROFILE).lower()
     if profile not in PASSWORD_HASH_PROFILES:
@@ -129,6 +141,8 @@ class Settings:
     # Shutdown: how long in-flight requests get to finish.
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    # "json" or "text"; None: text on a terminal, JSON elsewhere.
+    log_format: str | None = None
     access_log: bool = True
     # Photo bytes: S3-compatible storage when endpoint and bucket are set,
     # otherwise files under data_dir / "photos".
@@ -144,6 +158,11 @@ class Settings:
     rate_limit_auth_per_minute: int = DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE
     rate_limit_api_per_minute: int = DEFAULT_RATE_LIMIT_API_PER_MINUTE
     rate_limit_messages_per_minute: int = DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE
+    # Key of signed photo URLs; without one, derived from the JWT key.
+    photo_url_secret: str | None = field(default=None, repr=False)
+    photo_url_ttl_seconds: int = DEFAULT_PHOTO_URL_TTL_SECONDS
+    # The web app's files (index.html, docs.html, static/); None: the packaged ones.
+    web_root: Path | None = None
     # Peers whose X-Forwarded-For is believed (IPs or CIDRs).
     trusted_proxies: tuple[str, ...] = ()
     # "production" argon2id parameters, or cheap "test" ones for the test suite.
@@ -175,6 +194,7 @@ class Settings:
             ws_heartbeat_seconds=_float(env, "WS_HEARTBEAT_SECONDS", 30.0),
             shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 10.0, positive=False),
             log_level=(_read(env, "LOG_LEVEL") or "INFO").upper(),
+            log_format=_log_format(env),
             access_log=(_read(env, "ACCESS_LOG") or "1").lower() not in ("0", "false", "no", "off"),
             s3_endpoint_url=_read(env, "S3_ENDPOINT_URL"),
             s3_bucket=_read(env, "S3_BUCKET"),
@@ -193,6 +213,9 @@ class Settings:
             rate_limit_messages_per_minute=_int(
                 env, "RATE_LIMIT_MESSAGES_PER_MINUTE", DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE, minimum=1
             ),
+            photo_url_secret=_read(env, "PHOTO_URL_SECRET"),
+            photo_url_ttl_seconds=_int(env, "PHOTO_URL_TTL_SECONDS", DEFAULT_PHOTO_URL_TTL_SECONDS, minimum=1),
+            web_root=Path(web_root) if (web_root := _read(env, "WEB_ROOT")) else None,
             trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
             password_hash_profile=_profile(env),
         )

@@ -1,5 +1,6 @@
 """POST /me/photos, PUT /me/photos/order, DELETE /me/photos/{photo_id},
-GET /photos/{photo_id} and /photos/{photo_id}/thumb (signed-in users only)."""
+GET /photos/{photo_id} and /photos/{photo_id}/thumb (signed-in users only:
+a bearer access token, or the signed URL from an authenticated reply)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from proximity_server.app import state as keys
 from proximity_server.app.auth import authenticated_user
 from proximity_server.app.http import json_reply, path_uuid, read_json_value, read_multipart_file
 from proximity_server.app.middlewares import streamed_response_headers
-from proximity_server.features.errors import BadRequest
+from proximity_server.features.errors import BadRequest, Forbidden
+from proximity_server.features.photo_urls import EXPIRES_PARAM, FULL, SIGNATURE_PARAM, THUMB
 from proximity_server.features.photos import MAX_PHOTOS, MAX_UPLOAD_BYTES
 
 FILE_FIELD: Final = "file"
@@ -53,9 +55,20 @@ async def delete_photo(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def _serve(request: web.Request, *, thumb: bool) -> web.StreamResponse:
+async def _check_access(request: web.Request, photo_id: str, variant: str) -> None:
+    """A signed URL (``exp`` and ``sig``) or a bearer access token."""
+    query = request.query
+    if SIGNATURE_PARAM in query or EXPIRES_PARAM in query:
+        urls = request.app[keys.PHOTOS].urls
+        if not urls.valid(photo_id, variant, query.get(EXPIRES_PARAM, ""), query.get(SIGNATURE_PARAM, "")):
+            raise Forbidden("this photo link is invalid or has expired")
+        return
     await authenticated_user(request, count_request=False)  # a discovery page shows dozens
+
+
+async def _serve(request: web.Request, *, thumb: bool) -> web.StreamResponse:
     photo_id = path_uuid(request, "photo_id", "photo")
+    await _check_access(request, photo_id, THUMB if thumb else FULL)
     stream = await request.app[keys.PHOTOS].open(photo_id, thumb=thumb)
     headers = {"Content-Type": stream.content_type, **streamed_response_headers(), "Cache-Control": PHOTO_CACHE_CONTROL}
     response = web.StreamResponse(headers=headers)

@@ -17,6 +17,8 @@ from proximity_server.app.http import MAX_JSON_BODY_BYTES
 from proximity_server.app.lifecycle import CLEANUP_CONTEXTS, close_sockets
 from proximity_server.app.middlewares import error_envelope, make_request_context
 from proximity_server.app.routes import add_routes
+from proximity_server.app.web_headers import apply_web_headers
+from proximity_server.app.webapp import PACKAGE_WEB_ROOT, WebFiles
 from proximity_server.features.rate_limit import TrustedProxies
 from proximity_server.features.taxonomy import load_taxonomy
 from proximity_server.runtime.metrics import PUBLISH_INTERVAL_SECONDS, multiprocess_dir
@@ -92,7 +94,9 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.REDIS_KEYS] = Keys(settings.redis_prefix)
     app[keys.TRUSTED_PROXIES] = TrustedProxies(settings.trusted_proxies)
     app[DRAINING] = Draining()
+    app[keys.WEB_FILES] = WebFiles(settings.web_root or PACKAGE_WEB_ROOT)
     app.on_response_prepare.append(_close_connection_when_draining)
+    app.on_response_prepare.append(apply_web_headers)
     app.cleanup_ctx.extend(CLEANUP_CONTEXTS)
     app.cleanup_ctx.append(shared_metrics_ctx)  # after metrics_ctx, which makes app[keys.METRICS]
     app.on_shutdown.append(close_sockets)

@@ -36,6 +36,7 @@ from proximity_server.features.conversations import ConversationService
 from proximity_server.features.discover import DiscoverService
 from proximity_server.features.likes import LikeService
 from proximity_server.features.passwords import PROFILES, Passwords
+from proximity_server.features.photo_urls import PhotoUrls, photo_url_key
 from proximity_server.features.photos import IMAGE_WORKERS, PhotoService
 from proximity_server.features.profiles import ProfileService
 from proximity_server.features.proximity import ProximityService, SessionSockets
@@ -201,11 +202,15 @@ async def profiles_ctx(app: web.Application) -> AsyncIterator[None]:
         executor = ThreadPoolExecutor(max_workers=IMAGE_WORKERS, thread_name_prefix="images")
         stack.callback(executor.shutdown, wait=True, cancel_futures=True)
         records = PhotoRecords(pool)
-        profiles = ProfileService(ProfileStore(pool), records)
+        urls = PhotoUrls(
+            photo_url_key(settings.photo_url_secret, load_or_create_secret(settings.jwt_secret, settings.data_dir)),
+            settings.photo_url_ttl_seconds,
+        )
+        profiles = ProfileService(ProfileStore(pool), records, urls)
         app[keys.PHOTO_STORE] = store
         app[keys.PROFILES] = profiles
         app[keys.DISCOVER] = DiscoverService(profiles, DiscoverStore(pool), records)
-        app[keys.PHOTOS] = PhotoService(records, store, executor)
+        app[keys.PHOTOS] = PhotoService(records, store, executor, urls)
         yield
 
 
@@ -218,13 +223,15 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     presence = PresenceStore(app[keys.REDIS], app[keys.REDIS_KEYS], process_id(), claim_ttl_seconds=heartbeat)
     app[keys.PRESENCE] = presence
     hidden = HiddenPairs(app[keys.REDIS], app[keys.REDIS_KEYS])
-    app[keys.LIKES] = LikeService(LikeStore(pool), events, hidden, presence)
+    urls = app[keys.PHOTOS].urls
+    app[keys.LIKES] = LikeService(LikeStore(pool), events, urls, hidden, presence)
     app[keys.CONVERSATIONS] = ConversationService(
         ConversationStore(pool),
         events,
         RateLimitStore(app[keys.REDIS]),
         app[keys.REDIS_KEYS],
         app[keys.SETTINGS].rate_limit_messages_per_minute,
+        urls,
     )
 
     async def prune_forever() -> None:

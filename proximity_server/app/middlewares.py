@@ -30,7 +30,7 @@ from store.errors import UNAVAILABLE_ERRORS
 __all__ = ["UNAVAILABLE_ERRORS"]
 
 log = logging.getLogger("proximity_server.access")
-error_log = logging.getLogger("proximity_server.features.errors")
+error_log = logging.getLogger("proximity_server.errors")
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 _VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")

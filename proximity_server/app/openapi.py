@@ -10,6 +10,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
+from proximity_server.app.web_headers import CONTENT_SECURITY_POLICY
+from proximity_server.app.webapp import CONTENT_TYPES, DEFAULT_CONTENT_TYPE
+
 OPENAPI_VERSION: Final = "3.1.0"
 
 Schema = dict[str, Any]
@@ -77,6 +80,11 @@ def _json_body(schema: Schema) -> dict[str, Any]:
     return {"required": True, "content": _json_content(schema)}
 
 
+def _optional_json_body(schema: Schema) -> dict[str, Any]:
+    """A body that may be left out (the auth cookie mode)."""
+    return {"required": False, "content": _json_content({"oneOf": [schema, _obj({}, [])]})}
+
+
 def _path_param(name: str, schema: Schema | None = None, description: str = "") -> dict[str, Any]:
     param: dict[str, Any] = {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
     if description:
@@ -121,6 +129,38 @@ USER: Final[list[dict[str, list[str]]]] = [{"accessToken": []}]
 LIMIT_100: Final = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
 CURSOR_Q: Final = _query("cursor", {"type": "string"}, "a next_cursor from a previous page")
 ROUTE_UNKNOWN_ID: Final = (400, 401, 404, 429, 503)
+WEB_DESCRIPTION: Final = (
+    "Served with a strong ETag (304 on If-None-Match), gzip for text when accepted, and "
+    "`Content-Security-Policy: " + CONTENT_SECURITY_POLICY + "`."
+)
+SIGNED_URL_PARAMS: Final = (
+    _query("exp", {"type": "integer"}, "expiry of a signed URL (unix seconds)"),
+    _query("sig", {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "signature of a signed URL"),
+)
+SIGNED_URL_DESCRIPTION: Final = (
+    "Send a bearer access token, or use the signed `url`/`thumb_url` from an authenticated reply "
+    "(valid PHOTO_URL_TTL_SECONDS, default an hour): `exp` and `sig` = hex HMAC-SHA256 of "
+    '"photo:{id}:{full|thumb}:{exp}". A changed, expired or misapplied signature is 403.'
+)
+COOKIE_MODE_HEADER: Final = {
+    "name": "X-Refresh-Cookie",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "enum": ["1"]},
+    "description": "web app mode: the refresh token travels in the HttpOnly px_refresh cookie "
+    "(Path=/auth, SameSite=Strict) instead of the JSON body",
+}
+COOKIE_MODE_DESCRIPTION: Final = (
+    "With `X-Refresh-Cookie: 1` (the web app), the reply has no `refresh_token`; it is set as the cookie "
+    "`px_refresh` (HttpOnly, SameSite=Strict, Path=/auth, Secure unless plain HTTP to a loopback host). "
+    "CSRF: the cookie is SameSite=Strict and scoped to /auth, and is only honoured with the custom header, "
+    "which a cross-site form cannot send and a cross-origin fetch can only send after a CORS preflight "
+    "that only ALLOWED_ORIGINS pass."
+)
+TAKES_COOKIE_DESCRIPTION: Final = (
+    COOKIE_MODE_DESCRIPTION + " In that mode send no body (or `{}`): the token comes from the cookie. "
+    "A px_refresh cookie without the header (and no body token) is refused: 403 `csrf`."
+)
 
 
 def _schemas() -> dict[str, Schema]:
@@ -134,7 +174,12 @@ def _schemas() -> dict[str, Schema]:
         "location": {"oneOf": [LOCATION, {"type": "null"}]},
     }
     photo = _obj(
-        {"photo_id": UUID, "url": {"type": "string"}, "thumb_url": {"type": "string"}, "position": {"type": "integer"}},
+        {
+            "photo_id": UUID,
+            "url": {"type": "string", "description": "signed: /photos/{id}?exp=…&sig=…, loads without a token"},
+            "thumb_url": {"type": "string", "description": "signed: /photos/{id}/thumb?exp=…&sig=…"},
+            "position": {"type": "integer"},
+        },
         ["photo_id", "url", "thumb_url", "position"],
         closed=False,
     )
@@ -227,10 +272,13 @@ def _schemas() -> dict[str, Schema]:
             {
                 "user_id": UUID,
                 "access_token": {"type": "string", "description": "HS256 JWT, valid 15 minutes"},
-                "refresh_token": {"type": "string"},
+                "refresh_token": {
+                    "type": "string",
+                    "description": "absent with X-Refresh-Cookie: 1 (then it is in the px_refresh cookie)",
+                },
                 "expires_in": {"type": "integer"},
             },
-            ["user_id", "access_token", "refresh_token", "expires_in"],
+            ["user_id", "access_token", "expires_in"],
         ),
         "ProfilePut": _obj(profile_props, ["display_name", "birthdate", "gender", "interested_in"]),
         "ProfilePatch": _obj(profile_props, []),
@@ -355,10 +403,52 @@ WS_USER_DESCRIPTION: Final = (
 )
 
 
+def _web_page(op_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "get": _op(
+            op_id,
+            summary,
+            {
+                "200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                "304": {"description": "not modified (If-None-Match matched the ETag)"},
+                **_errors(404),
+            },
+            description=WEB_DESCRIPTION,
+            tags=["web"],
+        )
+    }
+
+
+def _web_paths() -> dict[str, Any]:
+    file_types = sorted({t.split(";")[0] for t in CONTENT_TYPES.values()} | {DEFAULT_CONTENT_TYPE})
+    return {
+        "/": _web_page("webApp", "The web app (index.html)"),
+        "/docs": _web_page("apiReference", "This API reference, rendered from /openapi.json"),
+        "/static/{path}": {
+            "get": _op(
+                "staticFile",
+                "A file of the web app (scripts, styles, images, fonts)",
+                {
+                    "200": {
+                        "description": "the file",
+                        "content": {t: {"schema": {"type": "string"}} for t in file_types},
+                    },
+                    "304": {"description": "not modified (If-None-Match matched the ETag)"},
+                    **_errors(404),
+                },
+                parameters=[_path_param("path", {"type": "string"}, "a path under the static folder")],
+                description=WEB_DESCRIPTION,
+                tags=["web"],
+            )
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     e = _errors
     session_param = _path_param("ble_token", BLE_TOKEN)
     return {
+        **_web_paths(),
         "/livez": {"get": _op("livez", "Liveness (no I/O)", {"200": _ok("alive", ref("Live"))}, tags=["health"])},
         "/health": {
             "get": _op(
@@ -459,6 +549,8 @@ def _paths() -> dict[str, Any]:
                 "Create an account",
                 {"201": _ok("registered", ref("TokenPair")), **e(400, 409, 413, 415, 429, 503)},
                 body=_json_body(ref("Credentials")),
+                parameters=[COOKIE_MODE_HEADER],
+                description=COOKIE_MODE_DESCRIPTION,
                 tags=["auth"],
             )
         },
@@ -468,6 +560,8 @@ def _paths() -> dict[str, Any]:
                 "Log in",
                 {"200": _ok("logged in", ref("TokenPair")), **e(400, 401, 413, 415, 429, 503)},
                 body=_json_body(ref("Credentials")),
+                parameters=[COOKIE_MODE_HEADER],
+                description=COOKIE_MODE_DESCRIPTION,
                 tags=["auth"],
             )
         },
@@ -475,8 +569,10 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "refresh",
                 "Swap a refresh token for a new pair (rotation)",
-                {"200": _ok("a new pair", ref("TokenPair")), **e(400, 401, 413, 415, 429, 503)},
-                body=_json_body(ref("RefreshRequest")),
+                {"200": _ok("a new pair", ref("TokenPair")), **e(400, 401, 403, 413, 415, 429, 503)},
+                body=_optional_json_body(ref("RefreshRequest")),
+                parameters=[COOKIE_MODE_HEADER],
+                description=TAKES_COOKIE_DESCRIPTION,
                 tags=["auth"],
             )
         },
@@ -484,8 +580,13 @@ def _paths() -> dict[str, Any]:
             "post": _op(
                 "logout",
                 "Revoke this login",
-                {"204": _ok("logged out"), **e(400, 401, 413, 415, 429, 503)},
-                body=_json_body(ref("RefreshRequest")),
+                {
+                    "204": _ok("logged out; in cookie mode the cookie is cleared"),
+                    **e(400, 401, 403, 413, 415, 429, 503),
+                },
+                body=_optional_json_body(ref("RefreshRequest")),
+                parameters=[COOKIE_MODE_HEADER],
+                description=TAKES_COOKIE_DESCRIPTION,
                 tags=["auth"],
             )
         },
@@ -614,10 +715,11 @@ def _paths() -> dict[str, Any]:
                             m: {"schema": {"type": "string"}} for m in ("image/jpeg", "image/png", "image/webp")
                         },
                     },
-                    **e(401, 404, 503),
+                    **e(401, 403, 404, 503),
                 },
-                parameters=[_path_param("photo_id", UUID)],
-                security=USER,
+                parameters=[_path_param("photo_id", UUID), *SIGNED_URL_PARAMS],
+                security=[*USER, {}],
+                description=SIGNED_URL_DESCRIPTION,
                 tags=["photos"],
             )
         },
@@ -632,10 +734,11 @@ def _paths() -> dict[str, Any]:
                             m: {"schema": {"type": "string"}} for m in ("image/jpeg", "image/png", "image/webp")
                         },
                     },
-                    **e(401, 404, 503),
+                    **e(401, 403, 404, 503),
                 },
-                parameters=[_path_param("photo_id", UUID)],
-                security=USER,
+                parameters=[_path_param("photo_id", UUID), *SIGNED_URL_PARAMS],
+                security=[*USER, {}],
+                description=SIGNED_URL_DESCRIPTION,
                 tags=["photos"],
             )
         },

@@ -18,11 +18,15 @@ from handlers import (
     stats,
     user_socket,
 )
+from handlers import web as web_app
 
 
 def add_routes(app: web.Application) -> list[web.AbstractRoute]:
     return app.router.add_routes(
         [
+            web.get("/", web_app.index, allow_head=False),
+            web.get("/docs", web_app.docs, allow_head=False),
+            web.get("/static/{path:.+}", web_app.static, allow_head=False),
             web.get("/livez", health.livez, allow_head=False),
             web.get("/health", health.health, allow_head=False),
             web.get("/openapi.json", openapi.openapi, allow_head=False),

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from config.settings import Settings
+    from proximity_server.app.webapp import WebFiles
     from proximity_server.features.accounts import AccountService
     from proximity_server.features.conversations import ConversationService
     from proximity_server.features.discover import DiscoverService
@@ -66,3 +67,4 @@ CONVERSATIONS: web.AppKey[ConversationService] = web.AppKey("conversations")
 REALTIME: web.AppKey[Realtime] = web.AppKey("realtime")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 PRESENCE: web.AppKey[PresenceStore] = web.AppKey("presence")
+WEB_FILES: web.AppKey[WebFiles] = web.AppKey("web_files")

@@ -12,6 +12,7 @@ authenticated request checks against the access token's ``iat``.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 import time
 import uuid
@@ -41,6 +42,16 @@ BAD_REFRESH_TOKEN: Final = "invalid refresh token"  # noqa: S105 (a message)
 MISSING_ACCESS_TOKEN: Final = "send an access token"  # noqa: S105 (a message)
 BAD_ACCESS_TOKEN: Final = "invalid or expired access token"  # noqa: S105 (a message)
 
+# Web app mode: the refresh token travels in an HttpOnly cookie scoped to
+# /auth, and only on requests that carry the custom header (see README,
+# "Web app sign-in", for why a cross-site request cannot use it).
+REFRESH_COOKIE: Final = "px_refresh"
+REFRESH_COOKIE_PATH: Final = "/auth"
+REFRESH_COOKIE_HEADER: Final = "X-Refresh-Cookie"
+REFRESH_COOKIE_HEADER_VALUE: Final = "1"
+CSRF_CODE: Final = "csrf"
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.", "127.0.0.1", "::1"})
+
 
 @dataclass(frozen=True, slots=True)
 class TokenPair:
@@ -60,6 +71,28 @@ def normalise_email(raw: str) -> str:
 def check_refresh_token_shape(token: str) -> None:
     if not token or len(token) > MAX_REFRESH_TOKEN_LENGTH:
         raise Unauthorized(BAD_REFRESH_TOKEN)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """``localhost`` (and its subdomains), 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    name = host.lower().strip("[]")
+    if name in _LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def refresh_cookie_secure(scheme: str, host: str | None, forwarded_proto: str | None) -> bool:
+    """Whether the refresh cookie gets ``Secure``: always, except over plain
+    HTTP to a loopback host (a laptop). A client's ``X-Forwarded-Proto:
+    https`` only ever adds ``Secure``, so it needs no trusted proxy."""
+    if scheme == "https" or (forwarded_proto or "").split(",")[0].strip().lower() == "https":
+        return True
+    return not is_loopback_host(host)
 
 
 def _utc(now: float) -> dt.datetime:

@@ -28,6 +28,7 @@ from proximity_server.features.pagination import (
     time_id_page,
     time_id_position,
 )
+from proximity_server.features.photo_urls import PhotoUrls
 from proximity_server.features.profiles import person_card_view
 from proximity_server.features.rate_limit import WINDOW_MS, current_window, raise_if_over
 from store.conversations import (
@@ -56,13 +57,13 @@ class Sent:
     message: dict[str, Any]
 
 
-def conversation_view(row: ConversationRow) -> dict[str, Any]:
+def conversation_view(row: ConversationRow, urls: PhotoUrls) -> dict[str, Any]:
     return {
         "conversation_id": row.id,
         "match_id": row.match_id,
         "created_at": iso(row.created_at),
         "last_activity_at": iso(row.last_activity_at),
-        "user": person_card_view(row.other),
+        "user": person_card_view(row.other, urls),
         "last_message": None if row.last_message is None else message_payload(row.last_message),
         "unread_count": row.unread,
     }
@@ -110,9 +111,16 @@ def _message_cursor(cursor: str) -> int:
 
 class ConversationService:
     def __init__(
-        self, store: ConversationStore, events: EventStore, limits: RateLimitStore, keys: Keys, per_minute: int
+        self,
+        store: ConversationStore,
+        events: EventStore,
+        limits: RateLimitStore,
+        keys: Keys,
+        per_minute: int,
+        urls: PhotoUrls,
     ) -> None:
         self._store = store
+        self._urls = urls  # signed photo URLs on the conversation cards
         self._events = events
         self._limits = limits
         self._keys = keys
@@ -122,7 +130,7 @@ class ConversationService:
         after = time_id_position(cursor, CONVERSATIONS_CURSOR)
         rows = await self._store.page(viewer_id, limit + 1, after)
         page, next_cursor = time_id_page(rows, limit, CONVERSATIONS_CURSOR, lambda r: (r.last_activity_at, r.id))
-        return {"items": [conversation_view(r) for r in page], "next_cursor": next_cursor}
+        return {"items": [conversation_view(r, self._urls) for r in page], "next_cursor": next_cursor}
 
     async def messages(
         self, viewer_id: str, conversation_id: str, limit: int, query: Mapping[str, str]

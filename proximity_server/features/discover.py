@@ -143,7 +143,8 @@ class DiscoverService:
         candidates = candidates[: params.limit]
         photos = await self.photos.list_for_users([c.profile.user_id for c in candidates])
         items = [
-            public_view(c.profile, photos.get(c.profile.user_id, []), c.distance_km) for c in candidates
+            public_view(c.profile, photos.get(c.profile.user_id, []), c.distance_km, self.profiles.urls)
+            for c in candidates
         ]
         last = candidates[-1].profile if candidates and more else None
         return {"items": items, "next_cursor": encode_cursor(last.created_at, last.user_id) if last else None}

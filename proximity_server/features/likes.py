@@ -22,6 +22,7 @@ from proximity_server.features.pagination import (
     time_id_page,
     time_id_position,
 )
+from proximity_server.features.photo_urls import PhotoUrls
 from proximity_server.features.profiles import person_card_view
 from store.events import EventStore
 from store.hidden import HiddenPairs
@@ -48,12 +49,12 @@ def target_user_id(value: object, viewer_id: str, field: str = "user_id") -> str
     return user_id
 
 
-def match_view(row: MatchRow, presence: Presence | None = None) -> dict[str, Any]:
+def match_view(row: MatchRow, urls: PhotoUrls, presence: Presence | None = None) -> dict[str, Any]:
     view = {
         "match_id": row.match_id,
         "conversation_id": row.conversation_id,
         "created_at": iso(row.created_at),
-        "user": person_card_view(row.other),
+        "user": person_card_view(row.other, urls),
     }
     if presence is not None:
         last_seen = presence.last_seen_ms
@@ -69,10 +70,12 @@ class LikeService:
         self,
         store: LikeStore,
         events: EventStore,
+        urls: PhotoUrls,
         hidden: HiddenPairs | None = None,
         presence: PresenceStore | None = None,
     ) -> None:
         self._store = store
+        self._urls = urls  # signed photo URLs on the match cards
         self._events = events
         self._presence = presence  # matches see each other's presence
         self._hidden = hidden  # mirrors blocks for the proximity hot path
@@ -97,7 +100,8 @@ class LikeService:
         rows = await self._store.matches_page(viewer_id, limit + 1, after)
         page, next_cursor = time_id_page(rows, limit, MATCHES_CURSOR, lambda r: (r.created_at, r.match_id))
         states = await self._presence.lookup([r.other.user_id for r in page]) if self._presence else {}
-        return {"items": [match_view(r, states.get(r.other.user_id)) for r in page], "next_cursor": next_cursor}
+        items = [match_view(r, self._urls, states.get(r.other.user_id)) for r in page]
+        return {"items": items, "next_cursor": next_cursor}
 
     async def unmatch(self, viewer_id: str, match_id: str) -> None:
         ended = await self._store.unmatch(viewer_id, match_id)

@@ -23,6 +23,7 @@ from typing import Any, Final
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from proximity_server.features.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, UnsupportedMediaType
+from proximity_server.features.photo_urls import PhotoUrls
 from proximity_server.features.profiles import photo_view
 from store.photos import (
     NewPhoto,
@@ -144,7 +145,8 @@ class PhotoStream:
 
 
 class PhotoService:
-    def __init__(self, records: PhotoRecords, store: PhotoStore, executor: Executor) -> None:
+    def __init__(self, records: PhotoRecords, store: PhotoStore, executor: Executor, urls: PhotoUrls) -> None:
+        self.urls = urls
         self._records = records
         self._store = store
         self._executor = executor
@@ -182,7 +184,7 @@ class PhotoService:
         if photo is None:
             await self._forget(key, thumb_key)
             raise NotFound("no such account")
-        return photo_view(photo)
+        return photo_view(photo, self.urls)
 
     async def _forget(self, *keys: str) -> None:
         """Best-effort removal of objects no row points to (any more): a
@@ -194,7 +196,7 @@ class PhotoService:
                 log.warning("could not delete a photo object; it is orphaned", extra={"key": key}, exc_info=True)
 
     async def list_own(self, user_id: str) -> list[dict[str, Any]]:
-        return [photo_view(p) for p in await self._records.list_for_user(user_id)]
+        return [photo_view(p, self.urls) for p in await self._records.list_for_user(user_id)]
 
     async def reorder(self, user_id: str, photo_ids: Sequence[str]) -> list[dict[str, Any]]:
         try:
@@ -203,7 +205,7 @@ class PhotoService:
             if exc.unknown:
                 raise NotFound("no such photo") from None
             raise BadRequest("send exactly the ids of your photos, each once, in the new order") from None
-        return [photo_view(p) for p in photos]
+        return [photo_view(p, self.urls) for p in photos]
 
     async def delete(self, user_id: str, photo_id: str) -> None:
         photo = await self._records.delete(user_id, photo_id)

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from protocol.codes import ErrorCode
 from proximity_server.features.errors import BadRequest, Conflict, NotFound
+from proximity_server.features.photo_urls import FULL, THUMB, PhotoUrls
 from proximity_server.features.taxonomy import MAX_INTERESTS, InterestError, normalise_interests
 from store.discover import haversine_km
 from store.photos import Photo, PhotoRecords
@@ -164,28 +165,34 @@ def fields_of(profile: Profile) -> ProfileFields:
     )
 
 
-def photo_ref(photo_id: str) -> dict[str, Any]:
-    """Where a photo and its thumbnail are served: every photo object in a
-    reply (own list, public profile, match and conversation cards) has these."""
-    return {"photo_id": photo_id, "url": f"/photos/{photo_id}", "thumb_url": f"/photos/{photo_id}/thumb"}
+def photo_ref(photo_id: str, urls: PhotoUrls) -> dict[str, Any]:
+    """A photo and its thumbnail as signed URLs an ``<img>`` can load without a
+    bearer header: every photo object in a reply (own list, public profile,
+    match and conversation cards) has these."""
+    expires = urls.expiry()
+    return {
+        "photo_id": photo_id,
+        "url": urls.url(photo_id, FULL, expires),
+        "thumb_url": urls.url(photo_id, THUMB, expires),
+    }
 
 
-def photo_view(photo: Photo) -> dict[str, Any]:
-    return {**photo_ref(photo.photo_id), "position": photo.position}
+def photo_view(photo: Photo, urls: PhotoUrls) -> dict[str, Any]:
+    return {**photo_ref(photo.photo_id, urls), "position": photo.position}
 
 
-def person_card_view(card: PersonCard) -> dict[str, Any]:
+def person_card_view(card: PersonCard, urls: PhotoUrls) -> dict[str, Any]:
     """The other person on a match or conversation card: name, age and first
     photo (``age`` is None without a profile, ``photo`` None without a photo)."""
     return {
         "user_id": card.user_id,
         "display_name": card.display_name,
         "age": None if card.birthdate is None else age_on(card.birthdate, today_utc()),
-        "photo": None if card.photo_id is None else photo_ref(card.photo_id),
+        "photo": None if card.photo_id is None else photo_ref(card.photo_id, urls),
     }
 
 
-def own_profile_view(profile: Profile, photos: Sequence[Photo]) -> dict[str, Any]:
+def own_profile_view(profile: Profile, photos: Sequence[Photo], urls: PhotoUrls) -> dict[str, Any]:
     """Everything, for its owner."""
     loc = profile.location
     return {
@@ -197,7 +204,7 @@ def own_profile_view(profile: Profile, photos: Sequence[Photo]) -> dict[str, Any
         "bio": profile.bio,
         "interests": list(profile.interests),
         "location": {"lat": loc.lat, "lon": loc.lon} if loc else None,
-        "photos": [photo_view(p) for p in photos],
+        "photos": [photo_view(p, urls) for p in photos],
         "updated_at": profile.updated_at.isoformat(),
     }
 
@@ -208,7 +215,9 @@ def rounded_km(distance_km: float | None) -> int | None:
     return max(1, round(distance_km))
 
 
-def public_view(profile: Profile, photos: Sequence[Photo], distance_km: float | None) -> dict[str, Any]:
+def public_view(
+    profile: Profile, photos: Sequence[Photo], distance_km: float | None, urls: PhotoUrls
+) -> dict[str, Any]:
     """What another signed-in person sees: no coordinates, birthdate or email."""
     return {
         "user_id": profile.user_id,
@@ -217,7 +226,7 @@ def public_view(profile: Profile, photos: Sequence[Photo], distance_km: float | 
         "gender": profile.gender,
         "bio": profile.bio,
         "interests": list(profile.interests),
-        "photos": [photo_view(p) for p in photos],
+        "photos": [photo_view(p, urls) for p in photos],
         "distance_km": rounded_km(distance_km),
     }
 
@@ -232,6 +241,7 @@ def distance_between(a: Location | None, b: Location | None) -> float | None:
 class ProfileService:
     profiles: ProfileStore
     photos: PhotoRecords
+    urls: PhotoUrls
 
     async def me(self, user_id: str) -> dict[str, Any]:
         own = await self.profiles.own_account(user_id)
@@ -242,7 +252,7 @@ class ProfileService:
             "user_id": account.user_id,
             "email": account.email,
             "created_at": account.created_at.isoformat(),
-            "profile": own_profile_view(profile, photos) if profile is not None else None,
+            "profile": own_profile_view(profile, photos, self.urls) if profile is not None else None,
         }
 
     async def replace(self, user_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,7 +260,7 @@ class ProfileService:
         profile = await self.profiles.put(user_id, fields)
         if profile is None:
             raise NotFound("no such account")
-        return own_profile_view(profile, await self.photos.list_for_user(user_id))
+        return own_profile_view(profile, await self.photos.list_for_user(user_id), self.urls)
 
     async def update(self, user_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         today = today_utc()
@@ -261,7 +271,7 @@ class ProfileService:
         profile = await self.profiles.update(user_id, build)
         if profile is None:
             raise NotFound("no such account")
-        return own_profile_view(profile, await self.photos.list_for_user(user_id))
+        return own_profile_view(profile, await self.photos.list_for_user(user_id), self.urls)
 
     async def viewer_profile(self, user_id: str) -> Profile:
         profile = await self.profiles.get(user_id)
@@ -278,4 +288,4 @@ class ProfileService:
             raise NotFound("no such profile")
         viewer = await self.profiles.get(viewer_id) if viewer_id != user_id else profile
         distance = distance_between(viewer.location if viewer else None, profile.location)
-        return public_view(profile, await self.photos.list_for_user(user_id), distance)
+        return public_view(profile, await self.photos.list_for_user(user_id), distance, self.urls)

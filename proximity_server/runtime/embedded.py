@@ -51,12 +51,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 from urllib.parse import quote
 
+from proximity_server.runtime.logs import demote_to_debug
+
 if TYPE_CHECKING:
     from pgserver.postgres_server import PostgresServer
 
 __all__ = ["EmbeddedServiceError", "EmbeddedServices"]
 
-logger = logging.getLogger("proximity_server.runtime.embedded")
+logger = logging.getLogger("proximity_server.embedded")
+PGSERVER_LOGGER = "pgserver"
 
 # sockaddr_un.sun_path is 108 bytes on Linux (107 usable); stay well below it.
 MAX_SOCKET_PATH_BYTES = 100
@@ -218,6 +221,9 @@ class EmbeddedServices:
 
     def _start_postgres(self) -> _Postgres:
         started = time.monotonic()
+        # pgserver logs every initdb/pg_ctl step and their output at INFO:
+        # DEBUG for us. Its warnings and errors (a failed start) still show.
+        demote_to_debug(PGSERVER_LOGGER)
         with warnings.catch_warnings():
             # platformdirs warns at import time when XDG_RUNTIME_DIR is unset.
             warnings.simplefilter("ignore")

@@ -37,6 +37,7 @@ import resource
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 
 import uvloop
 from aiohttp import web
@@ -66,6 +67,34 @@ SHUTDOWN_RESERVE_SECONDS = 1.0
 SHUTDOWN_MIN_SECONDS = 1.0
 DRAIN_POLL_SECONDS = 0.02
 WATCHDOG_EXIT_STATUS = 1
+# Hosts that mean "every interface": the banner shows a loopback address instead.
+ANY_HOSTS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 (compared against, not bound)
+ADMIN_PREFIX = "/admin"
+
+
+def where_to_go(host: str, port: int, routes: Iterable[str]) -> dict[str, str]:
+    """The URLs to open: the web app, the admin console (when it is routed)
+    and the API reference."""
+    shown = "127.0.0.1" if host in ANY_HOSTS else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    base = f"http://{shown}:{port}"
+    urls = {"web_app": f"{base}/"}
+    if any(path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/") for path in routes):
+        urls["admin_console"] = f"{base}{ADMIN_PREFIX}/"
+    urls["api_reference"] = f"{base}/docs"
+    return urls
+
+
+def route_paths(app: web.Application) -> set[str]:
+    return {route.resource.canonical for route in app.router.routes() if route.resource is not None}
+
+
+def announce(host: str, port: int, routes: Iterable[str]) -> None:
+    urls = where_to_go(host, port, routes)
+    names = {"web_app": "web app", "admin_console": "admin console", "api_reference": "API reference"}
+    message = "ready: " + ", ".join(f"{names[key]} {url}" for key, url in urls.items())
+    log.info(message, extra=urls)
 
 
 def raise_open_file_limit() -> int:
@@ -107,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     worker = args.worker_index if args.worker_of is not None else None
-    configure_logging(settings.log_level, worker=worker)
+    configure_logging(settings.log_level, worker=worker, fmt=settings.log_format)
     if worker is not None and (not settings.database_url or not settings.redis_url):
         print("configuration error: a worker needs DATABASE_URL and REDIS_URL from its supervisor", file=sys.stderr)
         return 2
@@ -157,6 +186,7 @@ def supervise(settings: Settings, workers: int) -> int:
                 "metrics_dir": str(metrics_dir),
             },
         )
+        announce(settings.host, settings.port, route_paths(create_app(settings)))
         supervisor = Supervisor(
             workers,
             lambda index: worker_command(index, settings.host, settings.port),
@@ -177,7 +207,11 @@ def serve(settings: Settings, *, reuse_port: bool = False, supervisor_pid: int |
     asyncio.set_event_loop(loop)
     stop = StopSignals(loop)
     try:
-        loop.run_until_complete(serve_until_stopped(create_app(settings), settings, stop, reuse_port=reuse_port))
+        loop.run_until_complete(
+            serve_until_stopped(
+                create_app(settings), settings, stop, reuse_port=reuse_port, announce_urls=supervisor_pid is None
+            )
+        )
     finally:
         try:
             _cancel_remaining_tasks(loop)
@@ -255,7 +289,12 @@ def shutdown_budget(grace: float) -> tuple[float, float, float]:
 
 
 async def serve_until_stopped(
-    app: web.Application, settings: Settings, stop: StopSignals, *, reuse_port: bool = False
+    app: web.Application,
+    settings: Settings,
+    stop: StopSignals,
+    *,
+    reuse_port: bool = False,
+    announce_urls: bool = False,
 ) -> None:
     drain_seconds, cut_seconds, exit_after = shutdown_budget(settings.shutdown_grace_seconds)
     runner = DrainingRunner(
@@ -274,6 +313,8 @@ async def serve_until_stopped(
             )
             await site.start()
             log.info("listening", extra={"host": settings.host, "port": settings.port})
+            if announce_urls:
+                announce(settings.host, settings.port, route_paths(app))
             await stop.requested.wait()
         stop.start_watchdog(exit_after)
         await drain(runner, stop, drain_seconds)

@@ -47,7 +47,7 @@ from types import FrameType
 
 from prometheus_client.multiprocess import mark_process_dead
 
-log = logging.getLogger("proximity_server.runtime.supervisor")
+log = logging.getLogger("proximity_server.supervisor")
 
 RESTART_BACKOFF_INITIAL = 0.5
 RESTART_BACKOFF_MAX = 30.0

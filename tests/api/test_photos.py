@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from moto.server import ThreadedMotoServer
 from PIL import ExifTags, Image
 
 from config.settings import Settings, photos_dir
+from proximity_server.app import state as keys
 from proximity_server.features import photos as photos_module
+from proximity_server.features.photo_urls import FULL, THUMB, PhotoUrls, derive_key, photo_url_key
 from proximity_server.features.photos import MAX_UPLOAD_BYTES, clean_image, sniff_format
 from tests.conftest import AppClient, MakeClient
 from tests.profile_helpers import (
@@ -97,7 +100,9 @@ async def test_upload_serves_clean_resized_photo_and_thumbnail(client: AppClient
     photo = await upload(client, alice, image_bytes("JPEG", (3000, 1000)))
     assert set(photo) == {"photo_id", "url", "thumb_url", "position"}
     assert photo["position"] == 0
-    assert photo["url"] == f"/photos/{photo['photo_id']}"
+    assert photo["url"].startswith(f"/photos/{photo['photo_id']}?exp=")
+    assert photo["thumb_url"].startswith(f"/photos/{photo['photo_id']}/thumb?exp=")
+    assert "&sig=" in photo["url"] and "&sig=" in photo["thumb_url"]
     status, content_type, data = await fetch(client, bob, photo["url"])  # any signed-in user
     assert status == 200 and content_type == "image/jpeg"
     with Image.open(io.BytesIO(data)) as img:
@@ -249,13 +254,15 @@ async def test_photos_need_a_signed_in_user(client: AppClient, pg: asyncpg.Conne
     alice = await sign_up(client)
     bob = await sign_up(client)
     photo = await upload(client, alice)
-    assert (await client.get(photo["url"])).status == 401
-    assert (await client.get(photo["thumb_url"])).status == 401
+    # Without a bearer token or a signature (signed URLs: see the tests below).
+    assert (await client.get(f"/photos/{photo['photo_id']}")).status == 401
+    assert (await client.get(f"/photos/{photo['photo_id']}/thumb")).status == 401
     assert (await client.post("/me/photos", data=upload_form(image_bytes()))).status == 401
     assert (await fetch(client, bob, "/photos/not-a-uuid"))[0] == 404
     assert (await fetch(client, bob, "/photos/00000000-0000-0000-0000-000000000000"))[0] == 404
     await pg.execute("UPDATE users SET deleted_at = now() WHERE id = $1", alice.user_id)
     assert (await fetch(client, bob, photo["url"]))[0] == 404
+    assert (await client.get(photo["url"])).status == 404  # a signed URL outlives no account
 
 
 async def test_s3_store(make_client: MakeClient, s3_endpoint: str, settings: Settings) -> None:
@@ -319,3 +326,123 @@ async def test_me_shows_the_profile_with_its_photos_in_order(client: AppClient) 
     assert [(p["photo_id"], p["position"]) for p in body["profile"]["photos"]] == [
         (photo_id, position) for position, photo_id in enumerate(new_order)
     ]
+# Signed URLs: an <img> loads a photo without a bearer header.
+
+
+def _split(url: str) -> tuple[str, dict[str, str]]:
+    path, _, query = url.partition("?")
+    return path, dict(part.split("=", 1) for part in query.split("&"))
+
+
+async def _anonymous(client: AppClient, url: str) -> tuple[int, Any]:
+    resp = await client.get(url)
+    body = await resp.read()
+    return resp.status, body if resp.content_type != "application/json" else await resp.json()
+
+
+async def test_signed_urls_load_without_a_bearer_token(client: AppClient) -> None:
+    user = await sign_up(client)
+    photo = await upload(client, user, image_bytes("PNG", (800, 600)))
+    for url, edge in ((photo["url"], 800), (photo["thumb_url"], 320)):
+        resp = await client.get(url)
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["Cache-Control"].startswith("private")
+        with Image.open(io.BytesIO(await resp.read())) as img:
+            assert max(img.size) == edge
+    # The own list, the profile and the public view carry signed URLs too.
+    listed = (await (await client.get("/me/photos", headers=user.headers)).json())["items"][0]
+    assert (await client.get(listed["thumb_url"])).status == 200
+
+
+async def test_a_changed_signature_is_403(client: AppClient) -> None:
+    user = await sign_up(client)
+    photo = await upload(client, user)
+    path, query = _split(photo["url"])
+    flipped = ("0" if query["sig"][0] != "0" else "1") + query["sig"][1:]
+    for bad in (
+        f"{path}?exp={query['exp']}&sig={flipped}",
+        f"{path}?exp={int(query['exp']) + 1}&sig={query['sig']}",  # a later expiry, same signature
+        f"{path}?exp={query['exp']}&sig=",
+        f"{path}?exp={query['exp']}",
+        f"{path}?sig={query['sig']}",
+        f"{path}?exp=-1&sig={query['sig']}",
+        f"{path}?exp={query['exp']}&sig={query['sig'][:-2]}",
+    ):
+        status, body = await _anonymous(client, bad)
+        assert status == 403, bad
+        assert body["error"]["code"] == "forbidden"
+    # A bad signature is refused even alongside a good bearer token.
+    resp = await client.get(f"{path}?exp={query['exp']}&sig={flipped}", headers=user.headers)
+    assert resp.status == 403
+
+
+async def test_a_signature_for_another_photo_or_variant_is_403(client: AppClient) -> None:
+    user = await sign_up(client)
+    first, second = await upload(client, user), await upload(client, user)
+    _, query = _split(first["url"])
+    _, thumb_query = _split(first["thumb_url"])
+    for bad in (
+        f"/photos/{second['photo_id']}?exp={query['exp']}&sig={query['sig']}",
+        f"/photos/{first['photo_id']}/thumb?exp={query['exp']}&sig={query['sig']}",
+        f"/photos/{first['photo_id']}?exp={thumb_query['exp']}&sig={thumb_query['sig']}",
+    ):
+        status, body = await _anonymous(client, bad)
+        assert status == 403, bad
+        assert body["error"]["code"] == "forbidden"
+
+
+async def test_an_expired_signature_is_403(client: AppClient) -> None:
+    user = await sign_up(client)
+    photo = await upload(client, user)
+    assert client.app is not None
+    urls = client.app[keys.PHOTOS].urls
+    expired = urls.url(photo["photo_id"], FULL, expires=int(time.time()) - 1)
+    status, body = await _anonymous(client, expired)
+    assert status == 403 and body["error"]["code"] == "forbidden"
+    fresh = urls.url(photo["photo_id"], FULL, expires=int(time.time()) + 60)
+    assert (await client.get(fresh)).status == 200
+
+
+async def test_no_signature_and_no_token_is_still_401(client: AppClient) -> None:
+    user = await sign_up(client)
+    photo = await upload(client, user)
+    status, body = await _anonymous(client, f"/photos/{photo['photo_id']}")
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+def test_every_process_derives_the_same_key_from_the_jwt_key() -> None:
+    jwt_key = b"j" * 40
+    a = PhotoUrls(photo_url_key(None, jwt_key), 3600, clock=lambda: 1_000_000.0)
+    b = PhotoUrls(photo_url_key(None, jwt_key), 3600, clock=lambda: 1_000_000.0)
+    assert a.url("p", FULL) == b.url("p", FULL)
+    assert derive_key(jwt_key) != jwt_key and len(derive_key(jwt_key)) == 32
+    other = PhotoUrls(photo_url_key("s" * 32, jwt_key), 3600, clock=lambda: 1_000_000.0)
+    assert other.url("p", FULL) != a.url("p", FULL)
+    with pytest.raises(ValueError, match="PHOTO_URL_SECRET"):
+        photo_url_key("short", jwt_key)
+
+
+def test_expiry_is_at_least_the_ttl_and_stable_for_a_while() -> None:
+    now = [1_000_000.0]
+    urls = PhotoUrls(b"k" * 32, 3600, clock=lambda: now[0])
+    first = urls.expiry()
+    assert now[0] + 3600 <= first < now[0] + 3600 + 900
+    now[0] += 1
+    assert urls.expiry() == first  # the same URL, so browsers can cache the image
+    path, query = _split(urls.url("p", THUMB))
+    assert path == "/photos/p/thumb"
+    assert urls.valid("p", THUMB, query["exp"], query["sig"])
+    assert urls.valid("p", THUMB, query["exp"], query["sig"].upper())
+    assert not urls.valid("p", FULL, query["exp"], query["sig"])
+    now[0] = int(query["exp"]) + 1.0
+    assert not urls.valid("p", THUMB, query["exp"], query["sig"])
+
+
+def test_photo_url_settings(tmp_path: Path) -> None:
+    secret_file = tmp_path / "photo_secret"
+    secret_file.write_text("f" * 40 + "\n")
+    settings = Settings.from_env({"PHOTO_URL_SECRET_FILE": str(secret_file), "PHOTO_URL_TTL_SECONDS": "60"})
+    assert settings.photo_url_secret == "f" * 40
+    assert settings.photo_url_ttl_seconds == 60
+    assert Settings.from_env({}).photo_url_ttl_seconds == 3600
+    assert "f" * 40 not in repr(settings)

@@ -5,7 +5,7 @@ including those inside functions and ``TYPE_CHECKING`` blocks:
 
 - store/ and protocol/ know nothing of HTTP or the server: no aiohttp, no
   proximity_server, no handlers;
-- features/ are transport-free: no aiohttp, no handlers, no proximity_server.app;
+- features/ are transport-free: no aiohttp, no handlers, no proximity_server.app.factory;
 - handlers/ reach the stores only through features: they import app/,
   features/ and protocol/ (and the two socket handlers, realtime/).
 """
