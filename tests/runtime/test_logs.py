@@ -60,7 +60,7 @@ def test_text_lines_are_readable_and_one_line_each() -> None:
     finally:
         request_id_var.reset(token)
     assert "\n" not in line
-    assert " INFO  proximity_server.runtime.serve listening\\nnow host=127.0.0.1 port=8080 [req-1]" in line
+    assert " INFO  proximity_server.run listening\\nnow host=127.0.0.1 port=8080 [req-1]" in line
     as_json = orjson.loads(JsonFormatter().format(_record("listening", port=8080)))
     assert as_json["msg"] == "listening" and as_json["port"] == 8080
 

@@ -99,7 +99,7 @@ async def test_log_format_text_gives_readable_lines(settings: Settings, tmp_path
     assert any(
         f"ready: web app http://127.0.0.1:{port}/, API reference http://127.0.0.1:{port}/docs" in line for line in lines
     )
-    assert any(" INFO  proximity_server.runtime.serve listening " in line for line in lines)
+    assert any(" INFO  proximity_server.run listening " in line for line in lines)
 
 
 def _drain_pty(controller: int, into: bytearray) -> None:
