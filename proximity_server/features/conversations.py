@@ -137,7 +137,7 @@ class ConversationService:
 
     async def _check_rate(self, user_id: str) -> None:
         window = current_window(int(time.time() * 1000))
-        (hits,) = await self._limits.hit([self._keys.rate_limit(MESSAGES_SCOPE, user_id, window.index)], WINDOW_MS)
+        hits = await self._limits.hit_one(self._keys.rate_limit(MESSAGES_SCOPE, user_id, window.index), WINDOW_MS)
         raise_if_over(hits, self.messages_per_minute, window)
 
     async def send(self, viewer_id: str, conversation_id: str, data: Mapping[str, Any]) -> Sent:
