@@ -152,7 +152,8 @@ class ConversationService:
             raise Conflict("this client_id was already used for another message")
         assert outcome.message is not None
         await publish_committed(self._events, outcome.events)
-        return Sent(outcome.status == SendStatus.CREATED, message_payload(outcome.message))
+        view = outcome.view if outcome.view is not None else message_payload(outcome.message)
+        return Sent(outcome.status == SendStatus.CREATED, view)
 
     async def mark_read(self, viewer_id: str, conversation_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         up_to = data["up_to"]
