@@ -65,4 +65,4 @@ async def test_a_send_uses_only_the_multiplexed_connection(
         assert len(counters) == 1 and await redis.get(counters[0]) == "1"  # counted once, by the script
     finally:
         monkeypatch.undo()
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
