@@ -74,6 +74,7 @@ class SendOutcome:
     status: str
     message: Message | None = None
     events: tuple[Event, ...] = ()
+    view: dict[str, Any] | None = None  # message_payload(message), when already built for the events
 
 
 class ReadStatus:
@@ -308,12 +309,13 @@ class ConversationStore:
         )
         if status != SendStatus.CREATED:
             return SendOutcome(status, message)
-        payload = {"conversation_id": conversation_id, "message": message_payload(message)}
+        view = message_payload(message)  # once: both events and the sender's reply carry it
+        payload = {"conversation_id": conversation_id, "message": view}
         events = (
             Event(str(row["member_a"]), row["event_id_a"], EventType.MESSAGE, payload, row["event_created_at_a"]),
             Event(str(row["member_b"]), row["event_id_b"], EventType.MESSAGE, payload, row["event_created_at_b"]),
         )
-        return SendOutcome(status, message, events)
+        return SendOutcome(status, message, events, view)
 
     async def mark_read(self, conversation_id: str, reader: str, up_to: int) -> ReadOutcome:
         """Move the reader's mark forward to ``up_to`` (a message of this

@@ -81,8 +81,23 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def encode_event(event: Event) -> bytes:
-    return EVENT_PREFIX.encode() + orjson.dumps(event.to_wire())
+_EVENT_PREFIX_BYTES: Final = EVENT_PREFIX.encode()
+_EMPTY_OBJECT: Final = b"{}"
+
+
+def encode_event(event: Event, payload_json: bytes | None = None) -> bytes:
+    """``EVENT_PREFIX`` + the orjson of :meth:`Event.to_wire`, byte for byte.
+
+    ``payload_json`` (the orjson of ``event.payload``) may be given when
+    several events share one payload (a message's two members): it is then
+    encoded once, and only the event's own fields are written per event.
+    """
+    if payload_json is None:
+        payload_json = orjson.dumps(event.payload)
+    head = orjson.dumps({"event_id": event.event_id, "type": event.type, "created_at": _iso(event.created_at)})
+    if payload_json == _EMPTY_OBJECT:
+        return _EVENT_PREFIX_BYTES + head
+    return b"".join((_EVENT_PREFIX_BYTES, head[:-1], b",", payload_json[1:]))
 
 
 _APPEND_SQL: Final = """
@@ -148,5 +163,13 @@ class EventStore:
         return int(status.split()[-1])
 
     async def publish(self, events: Sequence[Event]) -> None:
-        """Publish committed events, one pipelined round trip."""
-        await self._publisher.publish_many([(self._keys.user_channel(e.user_id), encode_event(e)) for e in events])
+        """Publish committed events, one round trip; a payload shared by several
+        events (a message's two copies) is encoded once."""
+        encoded: dict[int, bytes] = {}
+        messages = []
+        for e in events:
+            payload_json = encoded.get(id(e.payload))
+            if payload_json is None:
+                payload_json = encoded[id(e.payload)] = orjson.dumps(e.payload)
+            messages.append((self._keys.user_channel(e.user_id), encode_event(e, payload_json)))
+        await self._publisher.publish_many(messages)

@@ -93,7 +93,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     mux = MuxCluster(settings.redis_url) if settings.redis_cluster else MuxRedis(settings.redis_url)
     app[keys.REDIS] = client
     app[keys.REDIS_MUX] = mux
-    app[keys.PUBLISHER] = Publisher(client, sharded=settings.redis_cluster)
+    app[keys.PUBLISHER] = Publisher(client, sharded=settings.redis_cluster, mux=mux)
     if isinstance(client, RedisCluster):
         # Learn the slot map now rather than under the first burst of requests.
         # A cluster that is down is not fatal here: /health reports it, and
@@ -222,7 +222,7 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.CONVERSATIONS] = ConversationService(
         ConversationStore(pool),
         events,
-        RateLimitStore(app[keys.REDIS]),
+        RateLimitStore(app[keys.REDIS], app[keys.REDIS_MUX]),
         app[keys.REDIS_KEYS],
         app[keys.SETTINGS].rate_limit_messages_per_minute,
     )
