@@ -18,12 +18,13 @@ append theirs inside PostgreSQL (``chat_send``, ``chat_send_batch``,
 and the same payloads, so ``events_since`` and the published copies read
 alike whoever wrote them.
 
-Published payload (a string on ``keys.user_channel(user_id)``)::
+Published payload (on ``keys.user_channel(user_id)``, in the bus envelope of
+``protocol/bus.py``)::
 
     event|{"event_id": 7, "type": "message", "created_at": "…", <payload fields>}
 
-i.e. ``EVENT_PREFIX`` followed by the orjson of the event id, type, time and
-the payload's fields, flattened (payload fields never use those three names).
+i.e. ``bus.event`` of the event id, type, time and the payload's fields,
+flattened (payload fields never use those three names).
 Subscribers need nothing else; ``events_since`` returns the same events.
 
 Retention: events older than ``EVENT_RETENTION_DAYS`` may be pruned
@@ -42,10 +43,10 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
+from protocol import bus
 from store.pubsub import Publisher
 from store.redis_keys import Keys
 
-EVENT_PREFIX: Final = "event|"
 EVENT_RETENTION_DAYS: Final = 30
 RESERVED_FIELDS: Final = frozenset({"event_id", "type", "created_at"})
 
@@ -82,7 +83,7 @@ def _iso(value: dt.datetime) -> str:
 
 
 def encode_event(event: Event) -> bytes:
-    return EVENT_PREFIX.encode() + orjson.dumps(event.to_wire())
+    return bus.event(event.to_wire())
 
 
 _APPEND_SQL: Final = """

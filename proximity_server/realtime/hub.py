@@ -18,20 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
-import orjson
-
+from protocol import bus
 from protocol.codec import Codec
 from protocol.codes import CloseCode
-from protocol.messages import Nudge, nudge_text
 from proximity_server.realtime.connection import LiveSockets
 
 log = logging.getLogger(__name__)
-
-EVENT_SEPARATOR: Final = "|"
-NUDGE_EVENT: Final = "nudge"
-
 
 class Connection(Protocol):
     """What the hub needs of a socket (see ``wsconn.WebSocketConnection``)."""
@@ -57,32 +51,9 @@ class Connection(Protocol):
     async def close(self, code: int = CloseCode.NORMAL) -> None: ...
 
 
-# Broker payloads whose body is the JSON of the wire message itself: durable
-# user events (store/events.py) and the ephemeral typing/presence signals.
-JSON_EVENTS: Final = frozenset({"event", "typing", "presence"})
-# A control payload: "logout|<ms>" (tokens issued before it are revoked).
-LOGOUT_EVENT: Final = "logout"
-
 # Decides, per socket, whether a message goes out (and may act on it, e.g.
 # close the socket on a logout). None means every socket gets every message.
 Gate = Callable[["Connection", dict[str, Any]], bool]
-
-
-def decode_event(raw: str) -> dict[str, Any] | None:
-    """Turn a broker payload into the wire message it stands for."""
-    kind, _, body = raw.partition(EVENT_SEPARATOR)
-    if kind == NUDGE_EVENT:
-        categories = tuple(body.split(","))
-        return Nudge(categories, nudge_text(categories)).to_wire()
-    if kind in JSON_EVENTS:
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        return message if isinstance(message, dict) else None
-    if kind == LOGOUT_EVENT and body.isdigit():
-        return {"type": LOGOUT_EVENT, "before_ms": int(body)}
-    return None
 
 
 class Hub:
@@ -194,7 +165,7 @@ class Hub:
         conns = self._channels.get(channel)
         if not conns:
             return
-        message = decode_event(raw)
+        message = bus.to_message(raw)
         if message is None:
             log.warning("unknown event dropped", extra={"channel": channel})
             return

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import asyncpg
-import orjson
 
+from protocol import bus
 from protocol.codec import DecodeError
 from protocol.codes import CloseCode, ErrorCode
 from protocol.messages import Command, FrameError, error_frame, parse_command, result_error, result_ok
@@ -43,7 +43,7 @@ from proximity_server.features.conversations import ConversationService
 from proximity_server.features.errors import ApiError, BadRequest, NotFound, Unauthorized
 from proximity_server.features.tokens import ACCESS_TOKEN_TTL_SECONDS, AccessClaims, AccessTokens, InvalidToken
 from proximity_server.realtime.delivery import EventStream, Message
-from proximity_server.realtime.hub import LOGOUT_EVENT, Connection, Hub
+from proximity_server.realtime.hub import Connection, Hub
 from store import realtime as realtime_store
 from store.events import EventStore
 from store.presence import PresenceStore
@@ -188,9 +188,7 @@ class Realtime:
             return
         seen_at = time.time() if last_seen_s is None else last_seen_s
         last_seen = None if online else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seen_at))
-        payload = b"presence|" + orjson.dumps(
-            {"type": "presence", "user_id": user_id, "online": online, "last_seen": last_seen}
-        )
+        payload = bus.presence({"type": "presence", "user_id": user_id, "online": online, "last_seen": last_seen})
         await self._publisher.publish_many([(self._keys.user_channel(partner), payload) for partner in partners])
 
     async def refresh_presence(self) -> None:
@@ -207,8 +205,8 @@ class Realtime:
         """Per-socket delivery decisions for events on a user channel."""
         state = self._sockets.get(conn)
         if state is None:
-            return message.get("type") != LOGOUT_EVENT
-        if message.get("type") == LOGOUT_EVENT:
+            return message.get("type") != bus.LOGOUT
+        if message.get("type") == bus.LOGOUT:
             if state.issued_at_ms < message["before_ms"]:
                 conn.close_soon(CloseCode.AUTH_EXPIRED)
             return False
@@ -319,7 +317,7 @@ class Realtime:
             if other is None:
                 raise NotFound("no such conversation")
             signal = {"type": "typing", "conversation_id": conversation_id, "user_id": state.user_id}
-            await self._publisher.publish(self._keys.user_channel(other), b"typing|" + orjson.dumps(signal))
+            await self._publisher.publish(self._keys.user_channel(other), bus.typing(signal))
             return None
         raise BadRequest(f"unknown command {command.type!r}")  # unreachable: parse_command checked it
 

@@ -14,8 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from config.settings import Settings
+from protocol import bus
 from proximity_server.app import state as keys
-from store.events import EVENT_PREFIX, NewEvent, _iso, append_events_in_transaction
+from store.events import NewEvent, _iso, append_events_in_transaction
 from store.redis_keys import Keys
 from tests.auth_helpers import ACCOUNT_OVERRIDES
 from tests.chat_helpers import Person, like, matched_pair, person
@@ -118,8 +119,9 @@ async def test_events_are_published_on_the_users_channel(
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
             assert message is not None, f"only {len(out)} of {n} events arrived"
             data: str = message["data"]
-            assert data.startswith(EVENT_PREFIX)
-            out.append((message["channel"], orjson.loads(data[len(EVENT_PREFIX) :])))
+            kind, body = bus.decode(data)
+            assert kind == bus.EVENT
+            out.append((message["channel"], orjson.loads(body)))
         return out
 
     try:
