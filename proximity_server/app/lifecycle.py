@@ -39,7 +39,7 @@ from proximity_server.features.rate_limit import RateLimiter
 from proximity_server.features.stats import CounterFlusher
 from proximity_server.features.taxonomy import OTHER_CATEGORY
 from proximity_server.features.tokens import AccessTokens, load_or_create_secret
-from proximity_server.realtime.broker import RedisBroker, ShardedBroker
+from proximity_server.realtime.broker import create_broker
 from proximity_server.realtime.hub import Hub
 from proximity_server.realtime.user_socket import Realtime
 from proximity_server.runtime.metrics import MeteredProximityService, Metrics
@@ -137,11 +137,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     def deliver(channel: str, raw: str) -> None:
         hub_ref[0].deliver(channel, raw)
 
-    broker: RedisBroker | ShardedBroker
-    if isinstance(client, RedisCluster):
-        broker = ShardedBroker(client, settings.redis_url or "", deliver)
-    else:
-        broker = RedisBroker(client, f"{settings.redis_prefix}ev:control", deliver)
+    broker = create_broker(
+        client, url=settings.redis_url or "", control_channel=f"{settings.redis_prefix}ev:control", on_event=deliver
+    )
     hub = Hub(broker.subscribe, broker.unsubscribe)
     hub_ref.append(hub)
     app[keys.BROKER] = broker
