@@ -40,6 +40,7 @@ from proximity_server.features.stats import CounterFlusher
 from proximity_server.features.taxonomy import OTHER_CATEGORY
 from proximity_server.features.tokens import AccessTokens, load_or_create_secret
 from proximity_server.realtime.broker import create_broker
+from proximity_server.realtime.fanout import Fanout
 from proximity_server.realtime.hub import Hub
 from proximity_server.realtime.user_socket import Realtime
 from proximity_server.runtime.metrics import MeteredProximityService, Metrics
@@ -140,7 +141,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     broker = create_broker(
         client, url=settings.redis_url or "", control_channel=f"{settings.redis_prefix}ev:control", on_event=deliver
     )
-    hub = Hub(broker.subscribe, broker.unsubscribe)
+    hub = Hub(broker.subscribe, broker.unsubscribe, fanout=Fanout())
     hub_ref.append(hub)
     app[keys.BROKER] = broker
     app[keys.HUB] = hub
@@ -252,6 +253,9 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         publisher=app[keys.PUBLISHER],
     )
     app[keys.REALTIME] = realtime
+    hub = app[keys.HUB]
+    hub.route(app[keys.REDIS_KEYS].user_channel_prefix, realtime.fanout)
+    hub.on_close(realtime.closed)
     # Events published while the pub/sub connection was down: sockets catch up from the log.
     app[keys.BROKER].add_resubscribe_listener(realtime.resubscribed)
 

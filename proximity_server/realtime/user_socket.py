@@ -43,6 +43,7 @@ from proximity_server.features.conversations import ConversationService
 from proximity_server.features.errors import ApiError, BadRequest, NotFound, Unauthorized
 from proximity_server.features.tokens import ACCESS_TOKEN_TTL_SECONDS, AccessClaims, AccessTokens, InvalidToken
 from proximity_server.realtime.delivery import EventStream, Message
+from proximity_server.realtime.fanout import Fanout
 from proximity_server.realtime.hub import Connection, Hub
 from store import realtime as realtime_store
 from store.events import EventStore
@@ -99,8 +100,8 @@ class Realtime:
         self._unauthenticated: dict[Connection, asyncio.TimerHandle] = {}
         self._local: dict[str, int] = {}  # user id -> open sockets on this process
         self._tasks: set[asyncio.Task[None]] = set()
-        hub.gate = self.gate
-        hub.close_listeners.append(self._closed)
+        # The hub routes the user channels' payloads here (see lifecycle).
+        self.fanout = Fanout(self.decide)
 
     # -- authentication ----------------------------------------------------------
 
@@ -159,7 +160,8 @@ class Realtime:
         delay = claims.issued_at + ACCESS_TOKEN_TTL_SECONDS - time.time()
         state.expiry = asyncio.get_running_loop().call_later(max(delay, 0), conn.close_soon, CloseCode.AUTH_EXPIRED)
 
-    def _closed(self, conn: Connection) -> None:
+    def closed(self, conn: Connection) -> None:
+        """A socket went away (the hub tells us about every one)."""
         timer = self._unauthenticated.pop(conn, None)
         if timer is not None:
             timer.cancel()
@@ -201,7 +203,7 @@ class Realtime:
 
     # -- delivery ----------------------------------------------------------------
 
-    def gate(self, conn: Connection, message: dict[str, Any]) -> bool:
+    def decide(self, conn: Connection, message: dict[str, Any]) -> bool:
         """Per-socket delivery decisions for events on a user channel."""
         state = self._sockets.get(conn)
         if state is None:
