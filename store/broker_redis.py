@@ -27,6 +27,8 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
+from store.errors import BrokerUnavailable
+
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_TIMEOUT_SECONDS: Final = 5.0
@@ -40,10 +42,6 @@ ResubscribeListener = Callable[[str], None]
 # What a broken connection raises: redis-py's errors, the OS's, and uvloop's
 # RuntimeError for a write to a transport that has just closed.
 CONNECTION_TROUBLE: Final = (RedisError, OSError, RuntimeError)
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker could not subscribe in time (Redis is down)."""
 
 
 class Subscriber:

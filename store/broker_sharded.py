@@ -19,7 +19,8 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.connection import parse_url
 
-from store.broker_redis import BrokerUnavailable, EventHandler, ResubscribeListener, Subscriber
+from store.broker_redis import EventHandler, ResubscribeListener, Subscriber
+from store.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from typing import Protocol
 
 from redis.asyncio import RedisCluster
 
-from store.broker_redis import BrokerUnavailable, EventHandler, RedisBroker, ResubscribeListener
+from store.broker_redis import EventHandler, RedisBroker, ResubscribeListener
 from store.broker_sharded import ShardedBroker
+from store.errors import BrokerUnavailable
 from store.redis_client import RedisClient
 
 __all__ = ["Broker", "BrokerUnavailable", "EventHandler", "ResubscribeListener", "create_broker"]
