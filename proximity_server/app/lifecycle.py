@@ -244,12 +244,12 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     realtime = Realtime(
         hub=app[keys.HUB],
         keys=app[keys.REDIS_KEYS],
-        tokens=app[keys.ACCESS_TOKENS],
         accounts=app[keys.ACCOUNTS],
         conversations=app[keys.CONVERSATIONS],
+        members=ConversationStore(app[keys.PG_POOL]),  # look-ups only
+        likes=LikeStore(app[keys.PG_POOL]),
         events=app[keys.EVENTS],
         presence=presence,
-        pool=app[keys.PG_POOL],
         publisher=app[keys.PUBLISHER],
     )
     app[keys.REALTIME] = realtime

@@ -2,40 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from protocol import bus
-from protocol.codec import JSON, MSGPACK, Codec
-from protocol.codes import CloseCode
+from protocol.codec import MSGPACK
 from proximity_server.realtime.fanout import Fanout
 from proximity_server.realtime.hub import Connection, Hub
-
-
-@dataclass(eq=False)
-class FakeConn:
-    codec: Codec = JSON
-    tag: str = ""
-    channel: str = ""
-    strikes: int = 0
-    frames: list[bytes] = field(default_factory=list)
-    closed: bool = False
-    queued: int = 0
-
-    def send(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def send_message(self, message: dict[str, Any]) -> None:
-        self.frames.append(self.codec.encode(message))
-
-    def close_soon(self, code: int, *, drop_queued: bool = True) -> None:
-        self.closed = True
-
-    async def flush(self) -> None:
-        return None
-
-    async def close(self, code: int = CloseCode.NORMAL) -> None:
-        self.closed = True
+from tests.realtime.fakes import FakeConn
 
 
 async def _nothing(channel: str) -> None:
