@@ -275,6 +275,24 @@ class ConversationStore:
             for r in rows
         ]
 
+    async def other_member(self, conversation_id: str, user_id: str) -> str | None:
+        """The other member of an open conversation the user belongs to, else None."""
+        try:
+            cid, uid = uuid.UUID(conversation_id), uuid.UUID(user_id)
+        except ValueError:
+            return None
+        other = await self._pool.fetchval(
+            """SELECT other.user_id
+               FROM conversation_members me
+               JOIN conversations c ON c.id = me.conversation_id AND c.closed_at IS NULL
+               JOIN conversation_members other
+                 ON other.conversation_id = me.conversation_id AND other.user_id <> me.user_id
+               WHERE me.conversation_id = $1 AND me.user_id = $2""",
+            cid,
+            uid,
+        )
+        return None if other is None else str(other)
+
     async def is_member(self, conversation_id: str, user_id: str) -> bool:
         found = await self._pool.fetchval(
             "SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",

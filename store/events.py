@@ -18,12 +18,13 @@ append theirs inside PostgreSQL (``chat_send``, ``chat_send_batch``,
 and the same payloads, so ``events_since`` and the published copies read
 alike whoever wrote them.
 
-Published payload (a string on ``keys.user_channel(user_id)``)::
+Published payload (on ``keys.user_channel(user_id)``, in the bus envelope of
+``protocol/bus.py``)::
 
     event|{"event_id": 7, "type": "message", "created_at": "…", <payload fields>}
 
-i.e. ``EVENT_PREFIX`` followed by the orjson of the event id, type, time and
-the payload's fields, flattened (payload fields never use those three names).
+i.e. ``bus.event`` of the event id, type, time and the payload's fields,
+flattened (payload fields never use those three names).
 Subscribers need nothing else; ``events_since`` returns the same events.
 
 Retention: events older than ``EVENT_RETENTION_DAYS`` may be pruned
@@ -42,10 +43,10 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
+from protocol import bus
 from store.pubsub import Publisher
 from store.redis_keys import Keys
 
-EVENT_PREFIX: Final = "event|"
 EVENT_RETENTION_DAYS: Final = 30
 RESERVED_FIELDS: Final = frozenset({"event_id", "type", "created_at"})
 
@@ -81,12 +82,12 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-_EVENT_PREFIX_BYTES: Final = EVENT_PREFIX.encode()
+_EVENT_PREFIX_BYTES: Final = bus.prefix(bus.EVENT).encode()
 _EMPTY_OBJECT: Final = b"{}"
 
 
 def encode_event(event: Event, payload_json: bytes | None = None) -> bytes:
-    """``EVENT_PREFIX`` + the orjson of :meth:`Event.to_wire`, byte for byte.
+    """The bus envelope of a durable event (``protocol.bus.event``): the orjson of :meth:`Event.to_wire`, byte for byte.
 
     ``payload_json`` (the orjson of ``event.payload``) may be given when
     several events share one payload (a message's two members): it is then

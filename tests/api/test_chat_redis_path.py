@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from config.settings import Settings
+from protocol import bus
 from proximity_server.app import state as keys
-from store.events import EVENT_PREFIX
 from store.redis_keys import Keys
 from tests.auth_helpers import ACCOUNT_OVERRIDES
 from tests.chat_helpers import matched_pair
@@ -58,8 +58,10 @@ async def test_a_send_uses_only_the_multiplexed_connection(
         monkeypatch.undo()
         assert used == []
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-        assert message is not None and message["data"].startswith(EVENT_PREFIX)
-        event = orjson.loads(message["data"][len(EVENT_PREFIX) :])
+        assert message is not None
+        kind, body = bus.decode(message["data"])
+        assert kind == bus.EVENT
+        event = orjson.loads(body)
         assert event["type"] == "message" and event["message"] == sent
         counters = [key async for key in redis.scan_iter(match=f"{settings.redis_prefix}*messages*")]
         assert len(counters) == 1 and await redis.get(counters[0]) == "1"  # counted once, by the script

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from redis.asyncio import RedisCluster
 
-from proximity_server.realtime.broker import RedisBroker, ShardedBroker
+from store.broker_redis import RedisBroker
+from store.broker_sharded import ShardedBroker
 from store.mux import MuxCluster, MuxRedis
 from store.pubsub import Publisher
 from store.redis_client import RedisClient, create_client
