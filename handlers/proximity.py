@@ -7,21 +7,20 @@ from typing import Final
 
 from aiohttp import web
 
-from protocol.codec import DecodeError
-from protocol.codes import CloseCode, ErrorCode
-from protocol.messages import FrameError, error_frame, parse_command, result_error, result_ok
+from protocol.codes import CloseCode
 from proximity_server.app import state as keys
 from proximity_server.app.auth import authenticated_user
 from proximity_server.app.http import bearer_token, json_reply, read_json_object
 from proximity_server.features.proximity import iso_utc, looks_like_access_token
-from proximity_server.realtime.connection import WebSocketConnection
+from proximity_server.realtime.commands import Commands
+from proximity_server.realtime.hub import Connection
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES: Final = 16 * 1024
-BAD_FRAMES_BEFORE_CLOSE: Final = 5
 SESSION_ID_QUERY: Final = "session_id"
-PROXIMITY_COMMANDS: Final = frozenset({"ping"})
+# Only ``ping``: the socket carries nudges; bad frames count toward 1008 (realtime/commands.py).
+PROXIMITY_COMMANDS: Final = Commands[Connection]({})
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -95,20 +94,5 @@ async def proximity_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _on_command(conn: WebSocketConnection, data: str | bytes) -> None:
-    """One client frame: a command gets its result; bad frames get errors, then 1008."""
-    try:
-        command = parse_command(conn.codec.decode(data), PROXIMITY_COMMANDS)
-    except DecodeError as exc:
-        conn.send_message(error_frame(ErrorCode.BAD_FRAME, str(exc)))
-    except FrameError as exc:
-        if exc.command_id is None:
-            conn.send_message(error_frame(exc.code, exc.message))
-        else:
-            conn.send_message(result_error(exc.command_id, exc.code, exc.message))
-    else:
-        conn.send_message(result_ok(command.id, {"pong": True}))
-        return
-    conn.strikes += 1
-    if conn.strikes >= BAD_FRAMES_BEFORE_CLOSE:
-        conn.close_soon(CloseCode.POLICY_VIOLATION, drop_queued=False)
+def _on_command(conn: Connection, data: str | bytes) -> None:
+    PROXIMITY_COMMANDS.read(conn, data)

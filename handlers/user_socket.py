@@ -23,7 +23,7 @@ async def user_socket(request: web.Request) -> web.StreamResponse:
     app = request.app
     realtime = app[keys.REALTIME]
     token = bearer_token(request, query_param=ACCESS_TOKEN_QUERY)
-    claims = await realtime.verify(token) if token else None
+    claims = await realtime.auth.verify(token) if token else None
     ws, conn = await app[keys.HUB].sockets.accept(
         request,
         "",
@@ -34,7 +34,7 @@ async def user_socket(request: web.Request) -> web.StreamResponse:
     if conn is None:
         return ws  # the client left during the handshake
     if claims is None:
-        realtime.await_auth(conn)
+        realtime.auth.wait(conn)
         return ws
     try:
         await realtime.open(conn, claims)

@@ -13,6 +13,9 @@ from typing import Final
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
+# Bad frames (undecodable, malformed, unknown command) a socket may send
+# before it is closed with 1008; each gets an error reply.
+BAD_FRAMES_BEFORE_CLOSE: Final = 5
 
 
 def unstorable(value: object) -> str | None:

@@ -8,7 +8,8 @@ The package is grouped by role; the folder names draw the architecture:
     features/   the logic of each feature, one module per feature, named like
                 its handler (handlers/) and its store (store/)
     realtime/   live delivery: the slim socket, the hub of local sockets, the
-                pub/sub broker, the signed-in user's socket
+                broker protocol, the commands both sockets share, the
+                signed-in user's socket
     runtime/    the process: serving and draining, the supervisor of
                 --workers, embedded services for development, metrics, logs
 
@@ -22,7 +23,8 @@ Data flow of a match:
 
     phone --POST /match--> handlers.proximity --> features.proximity
         --> store.proximity (one Lua script: auth, intersect, dedupe, count, PUBLISH)
-    Redis pub/sub --> realtime.broker (every process) --> realtime.hub --> sockets
+    Redis pub/sub --> store.broker_redis/_sharded (every process) --> realtime.hub
+        --> realtime.fanout (protocol.bus decodes) --> sockets
 """
 
 from proximity_server.app.factory import create_app

@@ -17,6 +17,8 @@
     hidden.py        blocks and the hidden pairs the hot path checks
     conversations.py conversations, messages, read marks
     events.py        the per-user durable event log
-    realtime.py      look-ups the user socket needs
+    broker_redis.py  pub/sub listening on one Redis (SUBSCRIBE)
+    broker_sharded.py  pub/sub listening on a cluster (SSUBSCRIBE, one connection per primary)
+    errors.py        which driver errors mean "a backing service is unavailable"
     stats.py         counter flush to PostgreSQL and stats reads
 """

@@ -74,6 +74,7 @@ class SendOutcome:
     status: str
     message: Message | None = None
     events: tuple[Event, ...] = ()
+    view: dict[str, Any] | None = None  # message_payload(message), when already built for the events
 
 
 class ReadStatus:
@@ -274,6 +275,24 @@ class ConversationStore:
             for r in rows
         ]
 
+    async def other_member(self, conversation_id: str, user_id: str) -> str | None:
+        """The other member of an open conversation the user belongs to, else None."""
+        try:
+            cid, uid = uuid.UUID(conversation_id), uuid.UUID(user_id)
+        except ValueError:
+            return None
+        other = await self._pool.fetchval(
+            """SELECT other.user_id
+               FROM conversation_members me
+               JOIN conversations c ON c.id = me.conversation_id AND c.closed_at IS NULL
+               JOIN conversation_members other
+                 ON other.conversation_id = me.conversation_id AND other.user_id <> me.user_id
+               WHERE me.conversation_id = $1 AND me.user_id = $2""",
+            cid,
+            uid,
+        )
+        return None if other is None else str(other)
+
     async def is_member(self, conversation_id: str, user_id: str) -> bool:
         found = await self._pool.fetchval(
             "SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
@@ -308,12 +327,13 @@ class ConversationStore:
         )
         if status != SendStatus.CREATED:
             return SendOutcome(status, message)
-        payload = {"conversation_id": conversation_id, "message": message_payload(message)}
+        view = message_payload(message)  # once: both events and the sender's reply carry it
+        payload = {"conversation_id": conversation_id, "message": view}
         events = (
             Event(str(row["member_a"]), row["event_id_a"], EventType.MESSAGE, payload, row["event_created_at_a"]),
             Event(str(row["member_b"]), row["event_id_b"], EventType.MESSAGE, payload, row["event_created_at_b"]),
         )
-        return SendOutcome(status, message, events)
+        return SendOutcome(status, message, events, view)
 
     async def mark_read(self, conversation_id: str, reader: str, up_to: int) -> ReadOutcome:
         """Move the reader's mark forward to ``up_to`` (a message of this

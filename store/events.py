@@ -18,12 +18,13 @@ append theirs inside PostgreSQL (``chat_send``, ``chat_send_batch``,
 and the same payloads, so ``events_since`` and the published copies read
 alike whoever wrote them.
 
-Published payload (a string on ``keys.user_channel(user_id)``)::
+Published payload (on ``keys.user_channel(user_id)``, in the bus envelope of
+``protocol/bus.py``)::
 
     event|{"event_id": 7, "type": "message", "created_at": "…", <payload fields>}
 
-i.e. ``EVENT_PREFIX`` followed by the orjson of the event id, type, time and
-the payload's fields, flattened (payload fields never use those three names).
+i.e. ``bus.event`` of the event id, type, time and the payload's fields,
+flattened (payload fields never use those three names).
 Subscribers need nothing else; ``events_since`` returns the same events.
 
 Retention: events older than ``EVENT_RETENTION_DAYS`` may be pruned
@@ -42,10 +43,10 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
+from protocol import bus
 from store.pubsub import Publisher
 from store.redis_keys import Keys
 
-EVENT_PREFIX: Final = "event|"
 EVENT_RETENTION_DAYS: Final = 30
 RESERVED_FIELDS: Final = frozenset({"event_id", "type", "created_at"})
 
@@ -81,8 +82,23 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def encode_event(event: Event) -> bytes:
-    return EVENT_PREFIX.encode() + orjson.dumps(event.to_wire())
+_EVENT_PREFIX_BYTES: Final = bus.prefix(bus.EVENT).encode()
+_EMPTY_OBJECT: Final = b"{}"
+
+
+def encode_event(event: Event, payload_json: bytes | None = None) -> bytes:
+    """The bus envelope of a durable event (``protocol.bus.event``): the orjson of :meth:`Event.to_wire`, byte for byte.
+
+    ``payload_json`` (the orjson of ``event.payload``) may be given when
+    several events share one payload (a message's two members): it is then
+    encoded once, and only the event's own fields are written per event.
+    """
+    if payload_json is None:
+        payload_json = orjson.dumps(event.payload)
+    head = orjson.dumps({"event_id": event.event_id, "type": event.type, "created_at": _iso(event.created_at)})
+    if payload_json == _EMPTY_OBJECT:
+        return _EVENT_PREFIX_BYTES + head
+    return b"".join((_EVENT_PREFIX_BYTES, head[:-1], b",", payload_json[1:]))
 
 
 _APPEND_SQL: Final = """
@@ -148,5 +164,13 @@ class EventStore:
         return int(status.split()[-1])
 
     async def publish(self, events: Sequence[Event]) -> None:
-        """Publish committed events, one pipelined round trip."""
-        await self._publisher.publish_many([(self._keys.user_channel(e.user_id), encode_event(e)) for e in events])
+        """Publish committed events, one round trip; a payload shared by several
+        events (a message's two copies) is encoded once."""
+        encoded: dict[int, bytes] = {}
+        messages = []
+        for e in events:
+            payload_json = encoded.get(id(e.payload))
+            if payload_json is None:
+                payload_json = encoded[id(e.payload)] = orjson.dumps(e.payload)
+            messages.append((self._keys.user_channel(e.user_id), encode_event(e, payload_json)))
+        await self._publisher.publish_many(messages)

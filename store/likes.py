@@ -259,6 +259,15 @@ class LikeStore:
         )
         return status != "DELETE 0"
 
+    async def match_partners(self, user_id: str) -> list[str]:
+        """Users with an active match with ``user_id``."""
+        rows = await self._pool.fetch(
+            """SELECT CASE WHEN user_a = $1 THEN user_b ELSE user_a END AS other
+               FROM matches WHERE (user_a = $1 OR user_b = $1) AND ended_at IS NULL""",
+            uuid.UUID(user_id),
+        )
+        return [str(r["other"]) for r in rows]
+
     async def blocked_either_way(self, a: str, b: str) -> bool:
         """Whether a block stands between the two, in either direction."""
         found = await self._pool.fetchval(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from protocol import bus
 from store.mux import MuxCluster, MuxRedis
 from store.redis_client import RedisClient, lua_source
 from store.redis_keys import Keys
@@ -56,7 +57,8 @@ class SessionAuth:
 
 _UNAUTHORISED = MatchDecision(authorised=False, match=False)
 _NO_MATCH = MatchDecision(authorised=True, match=False)
-NUDGE_EVENT_PREFIX = "nudge|"
+# The scripts publish nudges themselves: they are given the envelope's prefix.
+NUDGE_PREFIX = bus.prefix(bus.NUDGE)
 
 
 def shared_categories(own: str, other: str, never: str) -> list[str]:
@@ -118,6 +120,7 @@ class ProximityStore:
                 self._never,
                 k.user_channel_prefix,
                 k.hidden_prefix,
+                NUDGE_PREFIX,
             ],
         )
         code = int(reply[0])
@@ -225,7 +228,7 @@ class ClusterProximityStore(ProximityStore):
             hidden = k.hidden(own_user)
             if await mux.execute_keyed(hidden, "SISMEMBER", hidden, other_user):
                 return _NO_MATCH
-        event = NUDGE_EVENT_PREFIX + ",".join(shared)
+        event = bus.nudge(shared)
         own_mark, other_mark = await asyncio.gather(
             mux.evalsha(
                 self._mark,

@@ -44,7 +44,8 @@ from proximity_server.features.rate_limit import RateLimiter
 from proximity_server.features.stats import CounterFlusher
 from proximity_server.features.taxonomy import OTHER_CATEGORY
 from proximity_server.features.tokens import AccessTokens, load_or_create_secret
-from proximity_server.realtime.broker import RedisBroker, ShardedBroker
+from proximity_server.realtime.broker import create_broker
+from proximity_server.realtime.fanout import Fanout
 from proximity_server.realtime.hub import Hub
 from proximity_server.realtime.user_socket import Realtime
 from proximity_server.runtime.metrics import Metrics
@@ -94,7 +95,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     mux = MuxCluster(settings.redis_url) if settings.redis_cluster else MuxRedis(settings.redis_url)
     app[keys.REDIS] = client
     app[keys.REDIS_MUX] = mux
-    app[keys.PUBLISHER] = Publisher(client, sharded=settings.redis_cluster)
+    app[keys.PUBLISHER] = Publisher(client, sharded=settings.redis_cluster, mux=mux)
     if isinstance(client, RedisCluster):
         # Learn the slot map now rather than under the first burst of requests.
         # A cluster that is down is not fatal here: /health reports it, and
@@ -145,12 +146,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     # The hub subscribes through the broker, and the broker hands what it
     # hears to the hub: the broker comes first, the hub is built on it, and
     # the hub's delivery is registered with the broker (before it runs).
-    broker: RedisBroker | ShardedBroker
-    if isinstance(client, RedisCluster):
-        broker = ShardedBroker(client, settings.redis_url or "")
-    else:
-        broker = RedisBroker(client, f"{settings.redis_prefix}ev:control")
-    hub = Hub(broker.subscribe, broker.unsubscribe)
+    broker = create_broker(client, url=settings.redis_url or "", control_channel=f"{settings.redis_prefix}ev:control")
+    hub = Hub(broker.subscribe, broker.unsubscribe, fanout=Fanout())
     broker.register_event_handler(hub.deliver)
     app[keys.BROKER] = broker
     app[keys.HUB] = hub
@@ -228,7 +225,7 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.CONVERSATIONS] = ConversationService(
         ConversationStore(pool),
         events,
-        RateLimitStore(app[keys.REDIS]),
+        RateLimitStore(app[keys.REDIS], app[keys.REDIS_MUX]),
         app[keys.REDIS_KEYS],
         app[keys.SETTINGS].rate_limit_messages_per_minute,
         urls,
@@ -259,15 +256,18 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     realtime = Realtime(
         hub=app[keys.HUB],
         keys=app[keys.REDIS_KEYS],
-        tokens=app[keys.ACCESS_TOKENS],
         accounts=app[keys.ACCOUNTS],
         conversations=app[keys.CONVERSATIONS],
+        members=ConversationStore(app[keys.PG_POOL]),  # look-ups only
+        likes=LikeStore(app[keys.PG_POOL]),
         events=app[keys.EVENTS],
         presence=presence,
-        pool=app[keys.PG_POOL],
         publisher=app[keys.PUBLISHER],
     )
     app[keys.REALTIME] = realtime
+    hub = app[keys.HUB]
+    hub.route(app[keys.REDIS_KEYS].user_channel_prefix, realtime.fanout)
+    hub.on_close(realtime.closed)
     # Events published while the pub/sub connection was down: sockets catch up from the log.
     app[keys.BROKER].add_resubscribe_listener(realtime.resubscribed)
 

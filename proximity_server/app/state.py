@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from proximity_server.features.stats import CounterFlusher
     from proximity_server.features.taxonomy import Taxonomy
     from proximity_server.features.tokens import AccessTokens
-    from proximity_server.realtime.broker import RedisBroker, ShardedBroker
+    from proximity_server.realtime.broker import Broker
     from proximity_server.realtime.hub import Hub
     from proximity_server.realtime.user_socket import Realtime
     from proximity_server.runtime.metrics import Metrics
@@ -48,7 +48,7 @@ REDIS_MUX: web.AppKey[MuxRedis | MuxCluster] = web.AppKey("redis_mux")
 PUBLISHER: web.AppKey[Publisher] = web.AppKey("publisher")
 PG_POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pg_pool")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
-BROKER: web.AppKey[RedisBroker | ShardedBroker] = web.AppKey("broker")
+BROKER: web.AppKey[Broker] = web.AppKey("broker")
 PROXIMITY: web.AppKey[ProximityService] = web.AppKey("proximity")
 SESSION_SOCKETS: web.AppKey[SessionSockets] = web.AppKey("session_sockets")
 STATS_STORE: web.AppKey[StatsStore] = web.AppKey("stats_store")

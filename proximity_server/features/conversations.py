@@ -145,7 +145,7 @@ class ConversationService:
 
     async def _check_rate(self, user_id: str) -> None:
         window = current_window(int(time.time() * 1000))
-        (hits,) = await self._limits.hit([self._keys.rate_limit(MESSAGES_SCOPE, user_id, window.index)], WINDOW_MS)
+        hits = await self._limits.hit_one(self._keys.rate_limit(MESSAGES_SCOPE, user_id, window.index), WINDOW_MS)
         raise_if_over(hits, self.messages_per_minute, window)
 
     async def send(self, viewer_id: str, conversation_id: str, data: Mapping[str, Any]) -> Sent:
@@ -160,7 +160,8 @@ class ConversationService:
             raise Conflict("this client_id was already used for another message")
         assert outcome.message is not None
         await publish_committed(self._events, outcome.events)
-        return Sent(outcome.status == SendStatus.CREATED, message_payload(outcome.message))
+        view = outcome.view if outcome.view is not None else message_payload(outcome.message)
+        return Sent(outcome.status == SendStatus.CREATED, view)
 
     async def mark_read(self, viewer_id: str, conversation_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         up_to = data["up_to"]

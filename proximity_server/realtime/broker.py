@@ -1,485 +1,61 @@
-"""The Redis pub/sub brokers: how a process hears the events its sockets need.
+"""The broker: how a process hears the events its sockets need.
 
 The hub asks the broker to subscribe to a channel when the channel gets its
 first local socket and to unsubscribe when it loses its last. Publishing is
 done by the stores (the hot-path script publishes as part of its one round
-trip), so a broker only listens.
+trip), so a broker only listens. ``Broker`` is what the hub and the rest of
+the app rely on; the Redis-speaking implementations live in store/:
 
-Every subscriber connection reconnects by itself with backoff when Redis goes
-away and re-subscribes every channel it held; ``subscribe`` returns once Redis
-has confirmed the subscription, so a socket never misses an event published
-right after it was accepted. Events published while a channel was not
-subscribed are lost to pub/sub: once Redis confirms a channel again (after a
-reconnect, or a move to another shard) the broker tells its *resubscribe
-listeners* (``add_resubscribe_listener``), which catch up from a durable log.
+* ``store.broker_redis.RedisBroker``: one Redis, one connection, ``SUBSCRIBE``.
+* ``store.broker_sharded.ShardedBroker``: a Redis Cluster, sharded pub/sub,
+  one connection per primary that owns a needed channel.
 
-* ``RedisBroker``: one Redis, one connection, plain ``SUBSCRIBE``.
-* ``ShardedBroker``: a Redis Cluster. Channels use sharded pub/sub
-  (``SSUBSCRIBE``, Redis 7), so an event travels only to the shard that owns
-  its channel's slot instead of to every node. The broker holds one connection
-  per primary that owns a channel it needs, and moves channels when the
-  cluster's slots move (a failed connection, a ``MOVED`` reply, or the
-  ``sunsubscribe`` a node sends when it gives a slot away).
+``subscribe`` returns once the subscription is confirmed (or raises
+``BrokerUnavailable``). Events published while a channel was not subscribed
+are lost to pub/sub: once a channel is subscribed again after a gap, the
+broker calls its resubscribe listeners, which catch up from a durable log.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.connection import parse_url
-from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.asyncio import RedisCluster
 
-log = logging.getLogger(__name__)
+from store.broker_redis import EventHandler, RedisBroker, ResubscribeListener
+from store.broker_sharded import ShardedBroker
+from store.errors import BrokerUnavailable
+from store.redis_client import RedisClient
 
-SUBSCRIBE_TIMEOUT_SECONDS: Final = 5.0
-POLL_SECONDS: Final = 1.0
-RECONNECT_MIN_SECONDS: Final = 0.05
-RECONNECT_MAX_SECONDS: Final = 2.0
-CONNECT_TIMEOUT_SECONDS: Final = 2.0
-SLOT_REFRESH_MIN_SECONDS: Final = 1.0
-
-EventHandler = Callable[[str, str], None]
-# Called with a channel that is subscribed again after a gap in listening.
-ResubscribeListener = Callable[[str], None]
-# What a broken connection raises: redis-py's errors, the OS's, and uvloop's
-# RuntimeError for a write to a transport that has just closed.
-CONNECTION_TROUBLE: Final = (RedisError, OSError, RuntimeError)
+__all__ = ["Broker", "BrokerUnavailable", "EventHandler", "ResubscribeListener", "create_broker"]
 
 
-class BrokerUnavailable(RuntimeError):
-    """The broker could not subscribe in time (Redis is down)."""
-
-
-class _Subscriber:
-    """One pub/sub connection and the channels it holds.
-
-    ``sharded`` picks ``SSUBSCRIBE`` over ``SUBSCRIBE``. ``anchor`` is a
-    channel held for the connection's whole life, so it connects (and
-    reports itself connected) before any socket needs a channel.
-
-    Channels are counted: a channel left and joined again at once (the
-    hub's unsubscribe runs as a task) stays subscribed, whatever order the
-    two calls arrive in.
-    """
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        on_event: EventHandler,
-        *,
-        sharded: bool,
-        anchor: str | None = None,
-        on_trouble: Callable[[_Subscriber, BaseException | None], Awaitable[None]] | None = None,
-        on_dropped: Callable[[str], None] | None = None,
-        on_resubscribed: ResubscribeListener | None = None,
-    ) -> None:
-        self.client = client
-        self._on_event = on_event
-        self._sharded = sharded
-        self._anchor = anchor
-        self._on_trouble = on_trouble  # called before each reconnect, e.g. to move channels
-        self._on_dropped = on_dropped  # a channel the server unsubscribed us from
-        self._on_resubscribed = on_resubscribed
-        # Channels to announce to ``on_resubscribed`` once Redis confirms them.
-        self._resync: set[str] = set()
-        self.channels: set[str] = set()
-        self._pubsub: aioredis.client.PubSub | None = None
-        self._connected = asyncio.Event()
-        self._wanted = asyncio.Event()  # set while there is something to listen to
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._refs: dict[str, int] = {}
-        # On the current connection: subscribed (and not unsubscribed since),
-        # of those the ones Redis confirmed, and unsubscribes not answered yet.
-        self._sent: set[str] = set()
-        self._live: set[str] = set()
-        self._leaving: set[str] = set()
-        self.reconnects = 0
-        self.delivered = 0
-        if anchor is not None:
-            self._wanted.set()
+class Broker(Protocol):
+    """Subscriptions to channels, and the listener feeding their events to ``on_event``."""
 
     @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
+    def connected(self) -> bool: ...
 
     @property
-    def idle(self) -> bool:
-        """Nothing to listen to: a connection that was never needed counts as healthy."""
-        return not self._wanted.is_set()
+    def reconnects(self) -> int: ...
 
-    async def subscribe(self, channel: str) -> None:
-        """Subscribe and wait for Redis to confirm it."""
-        self._refs[channel] = self._refs.get(channel, 0) + 1
-        self.channels.add(channel)
-        self._wanted.set()
-        if channel in self._live:
-            return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.setdefault(channel, []).append(waiter)
-        try:
-            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_SECONDS):
-                # Sent now if connected (unless sent already); else the
-                # connection being made subscribes it once up.
-                await self._send_subscribe(channel)
-                await waiter
-        except (TimeoutError, *CONNECTION_TROUBLE) as exc:
-            self._drop_waiter(channel, waiter)
-            raise BrokerUnavailable(f"could not subscribe to {channel}: {exc!r}") from exc
+    async def subscribe(self, channel: str) -> None: ...
 
-    async def unsubscribe(self, channel: str) -> None:
-        left = self._refs.get(channel, 0) - 1
-        if left > 0:
-            self._refs[channel] = left
-            return
-        self._refs.pop(channel, None)
-        self.channels.discard(channel)
-        self._resync.discard(channel)
-        for waiter in self._waiters.pop(channel, ()):  # left before it was subscribed: nothing to wait for
-            if not waiter.done():
-                waiter.set_result(None)
-        # Not connected: the connection being made unsubscribes it once up.
-        await self._send_unsubscribe(channel)
-
-    async def _send_subscribe(self, channel: str) -> None:
-        pubsub = self._pubsub
-        if pubsub is None or not self._connected.is_set() or channel in self._sent:
-            return
-        self._sent.add(channel)  # bookkeeping and the write happen in one step of the loop
-        await self._command(pubsub, channel)
-
-    async def _send_unsubscribe(self, channel: str) -> None:
-        pubsub = self._pubsub
-        if pubsub is None or not self._connected.is_set() or channel not in self._sent:
-            return
-        self._sent.discard(channel)
-        self._live.discard(channel)
-        self._leaving.add(channel)
-        with contextlib.suppress(*CONNECTION_TROUBLE):
-            if self._sharded:
-                await pubsub.sunsubscribe(channel)
-            else:
-                await pubsub.unsubscribe(channel)
-
-    def take(self, channel: str) -> tuple[int, list[asyncio.Future[None]]]:
-        """Hand a channel (its count, and whoever waits for it) over to another subscriber."""
-        self.channels.discard(channel)
-        self._sent.discard(channel)
-        self._live.discard(channel)
-        self._resync.discard(channel)
-        return self._refs.pop(channel, 0), self._waiters.pop(channel, [])
-
-    async def adopt(self, channel: str, refs: int, waiters: list[asyncio.Future[None]]) -> None:
-        self._refs[channel] = self._refs.get(channel, 0) + max(refs, 1)
-        self.channels.add(channel)
-        self._resync.add(channel)  # it moved from another shard: events may have been missed
-        if waiters:
-            self._waiters.setdefault(channel, []).extend(waiters)
-        self._wanted.set()
-        if channel in self._live:
-            self._confirmed(channel)
-            return
-        with contextlib.suppress(*CONNECTION_TROUBLE):  # else the next connection subscribes it
-            await self._send_subscribe(channel)
-
-    async def _command(self, pubsub: aioredis.client.PubSub, *channels: str) -> None:
-        if not self._sharded:
-            await pubsub.subscribe(*channels)
-            return
-        by_slot: dict[int, list[str]] = {}
-        for channel in channels:  # one SSUBSCRIBE may only name channels of one slot
-            by_slot.setdefault(key_slot(channel.encode()), []).append(channel)
-        for same_slot in by_slot.values():
-            await pubsub.ssubscribe(*same_slot)
-
-    def _drop_waiter(self, channel: str, waiter: asyncio.Future[None]) -> None:
-        waiters = self._waiters.get(channel)
-        if waiters and waiter in waiters:
-            waiters.remove(waiter)
-            if not waiters:
-                del self._waiters[channel]
-
-    def _confirmed(self, channel: str) -> None:
-        if channel in self._sent and channel not in self._leaving:  # else an unsubscribe's reply comes next
-            self._live.add(channel)
-        for waiter in self._waiters.pop(channel, ()):
-            if not waiter.done():
-                waiter.set_result(None)
-        if channel in self._resync:
-            self._resync.discard(channel)
-            if self._on_resubscribed is not None:
-                try:
-                    self._on_resubscribed(channel)
-                except Exception:
-                    log.exception("resubscribe listener failed", extra={"channel": channel})
+    async def unsubscribe(self, channel: str) -> None: ...
 
     async def run(self) -> None:
-        """Listen until cancelled, reconnecting whenever the connection drops."""
-        delay = RECONNECT_MIN_SECONDS
-        trouble: BaseException | None = None
-        while True:
-            await self._wanted.wait()
-            if self._on_trouble is not None and trouble is not None:
-                try:
-                    await self._on_trouble(self, trouble)
-                except Exception:  # never let a failed look-up end the listener
-                    log.exception("pub/sub: could not re-route channels; retrying on this node")
-            channels = ([self._anchor] if self._anchor else []) + sorted(self.channels)
-            if not channels:
-                self._wanted.clear()
-                continue
-            pubsub = self.client.pubsub()
-            self._sent, self._live, self._leaving = set(channels), set(), set()
-            if trouble is not None:
-                self._resync |= self.channels
-            try:
-                await self._command(pubsub, *channels)
-                self._pubsub = pubsub
-                self._connected.set()
-                # Channels joined or left while the connection was being made.
-                for gone in self._sent - self.channels - {self._anchor}:
-                    await self._send_unsubscribe(gone)
-                for missing in self.channels - self._sent:
-                    await self._send_subscribe(missing)
-                if trouble is not None:
-                    log.info("pub/sub listener reconnected", extra={"channels": len(self.channels)})
-                delay = RECONNECT_MIN_SECONDS
-                trouble = None
-                await self._listen(pubsub)
-            except CONNECTION_TROUBLE as exc:
-                if self._connected.is_set():
-                    self.reconnects += 1
-                    log.warning("pub/sub connection lost", extra={"error": repr(exc)})
-                trouble = exc
-                self._connected.clear()
-                self._pubsub = None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
-            finally:
-                self._connected.clear()
-                self._pubsub = None
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
-        while True:
-            message = await pubsub.get_message(timeout=POLL_SECONDS)
-            if message is None:
-                continue
-            kind = message["type"]
-            channel = message["channel"]
-            if kind in ("message", "smessage"):
-                self.delivered += 1
-                try:
-                    self._on_event(channel, message["data"])
-                except Exception:
-                    log.exception("event handler failed", extra={"channel": channel})
-            elif kind in ("subscribe", "ssubscribe"):
-                self._confirmed(channel)
-            elif kind in ("unsubscribe", "sunsubscribe"):
-                if channel in self._leaving:
-                    self._leaving.discard(channel)  # our own
-                elif channel in self.channels and self._on_dropped is not None:
-                    # The node gave the channel's slot away (resharding or failover).
-                    self._on_dropped(channel)
-
-
-def _unregistered(channel: str, raw: str) -> None:
-    raise RuntimeError("no event handler registered with the broker")
-
-
-class RedisBroker:
-    """A single Redis: one connection, ``SUBSCRIBE``."""
-
-    def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler | None = None) -> None:
-        self._on_event: EventHandler = on_event or _unregistered
-        self._listeners: list[ResubscribeListener] = []
-        self._subscriber = _Subscriber(
-            client, self._event, sharded=False, anchor=control_channel, on_resubscribed=self._resubscribed
-        )
-
-    def register_event_handler(self, handler: EventHandler) -> None:
-        """Where events go (the hub's ``deliver``), when the hub is built after the broker; before ``run``."""
-        self._on_event = handler
-
-    def _event(self, channel: str, raw: str) -> None:
-        self._on_event(channel, raw)
+        """Listen until cancelled."""
 
     def add_resubscribe_listener(self, listener: ResubscribeListener) -> None:
         """Call ``listener(channel)`` whenever a channel is subscribed again after a gap."""
-        self._listeners.append(listener)
-
-    def _resubscribed(self, channel: str) -> None:
-        for listener in self._listeners:
-            listener(channel)
-
-    @property
-    def connected(self) -> bool:
-        return self._subscriber.connected
-
-    @property
-    def reconnects(self) -> int:
-        return self._subscriber.reconnects
-
-    @property
-    def delivered(self) -> int:
-        return self._subscriber.delivered
-
-    async def subscribe(self, channel: str) -> None:
-        await self._subscriber.subscribe(channel)
-
-    async def unsubscribe(self, channel: str) -> None:
-        await self._subscriber.unsubscribe(channel)
-
-    async def run(self) -> None:
-        await self._subscriber.run()
-
-
-class ShardedBroker:
-    """A Redis Cluster: one ``SSUBSCRIBE`` connection per primary that owns a needed channel."""
-
-    def __init__(self, cluster: aioredis.RedisCluster, url: str, on_event: EventHandler | None = None) -> None:
-        self._cluster = cluster
-        self._params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-        self._on_event: EventHandler = on_event or _unregistered
-        self._subscribers: dict[str, _Subscriber] = {}  # node name -> its subscriber
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._running = False
-        self._moves: set[asyncio.Task[None]] = set()
-        self._refresh_lock = asyncio.Lock()
-        self._refreshed_at = -SLOT_REFRESH_MIN_SECONDS
-        self._listeners: list[ResubscribeListener] = []
-
-    def add_resubscribe_listener(self, listener: ResubscribeListener) -> None:
-        """Call ``listener(channel)`` whenever a channel is subscribed again after a gap."""
-        self._listeners.append(listener)
-
-    def _resubscribed(self, channel: str) -> None:
-        for listener in self._listeners:
-            listener(channel)
 
     def register_event_handler(self, handler: EventHandler) -> None:
-        """Where events go (the hub's ``deliver``), when the hub is built after the broker; before ``run``."""
-        self._on_event = handler
+        """Where events go (the hub's ``deliver``); before ``run``."""
 
-    def _event(self, channel: str, raw: str) -> None:
-        self._on_event(channel, raw)
 
-    @property
-    def connected(self) -> bool:
-        return self._running and all(s.connected or s.idle for s in self._subscribers.values())
-
-    @property
-    def reconnects(self) -> int:
-        return sum(s.reconnects for s in self._subscribers.values())
-
-    @property
-    def delivered(self) -> int:
-        return sum(s.delivered for s in self._subscribers.values())
-
-    async def subscribe(self, channel: str) -> None:
-        # A MOVED reply (a stale slot map) breaks that connection; before it
-        # reconnects, ``_rehome`` moves the channel, and its waiter with it.
-        await (await self._subscriber_for(channel)).subscribe(channel)
-
-    async def unsubscribe(self, channel: str) -> None:
-        for subscriber in list(self._subscribers.values()):
-            if channel in subscriber.channels:
-                await subscriber.unsubscribe(channel)
-
-    async def run(self) -> None:
-        self._running = True
-        try:
-            await asyncio.Event().wait()  # the subscribers' tasks do the work
-        finally:
-            self._running = False
-            for task in [*self._tasks, *self._moves]:
-                task.cancel()
-            for task in [*self._tasks, *self._moves]:
-                with contextlib.suppress(BaseException):
-                    await task
-            for subscriber in self._subscribers.values():
-                with contextlib.suppress(Exception):
-                    await subscriber.client.aclose()
-
-    async def _subscriber_for(self, channel: str) -> _Subscriber:
-        node = self._cluster.get_node_from_key(channel)
-        if node is None:  # the client has not read the cluster's slots yet
-            with contextlib.suppress(Exception):  # a cluster that cannot be reached: see below
-                await self._cluster.initialize()  # once per client (it holds a lock and returns if done)
-            node = self._cluster.get_node_from_key(channel)
-            if node is None:
-                raise BrokerUnavailable(f"no cluster node serves {channel}")
-        subscriber = self._subscribers.get(node.name)
-        if subscriber is None:
-            p = self._params
-            client = aioredis.Redis(
-                host=node.host,
-                port=int(node.port),
-                username=p.get("username"),
-                password=p.get("password"),
-                decode_responses=True,
-                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            )
-            subscriber = _Subscriber(
-                client,
-                self._event,
-                sharded=True,
-                on_trouble=self._rehome,
-                on_dropped=self._dropped,
-                on_resubscribed=self._resubscribed,
-            )
-            self._subscribers[node.name] = subscriber
-            task = asyncio.create_task(subscriber.run(), name=f"pubsub-{node.name}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return subscriber
-
-    async def _refresh_slots(self) -> None:
-        """Re-read the slot map after trouble; one refresh at a time, at most one per second."""
-        async with self._refresh_lock:
-            if time.monotonic() - self._refreshed_at < SLOT_REFRESH_MIN_SECONDS:
-                return
-            try:
-                await self._cluster.nodes_manager.initialize()
-            except Exception as exc:  # RedisClusterException is not a RedisError
-                log.warning("could not re-read the cluster's slots", extra={"error": repr(exc)})
-            self._refreshed_at = time.monotonic()
-
-    async def _rehome(self, subscriber: _Subscriber, trouble: BaseException | None) -> None:
-        """Before a subscriber reconnects: re-read the slots and move the channels it no longer owns."""
-        await self._refresh_slots()
-        for channel in sorted(subscriber.channels):
-            try:
-                owner = await self._subscriber_for(channel)
-            except BrokerUnavailable:
-                continue  # stays here; the next reconnect looks again
-            if owner is not subscriber:
-                await owner.adopt(channel, *subscriber.take(channel))
-
-    def _dropped(self, channel: str) -> None:
-        task = asyncio.create_task(self._move(channel), name="pubsub-move")
-        self._moves.add(task)
-        task.add_done_callback(self._moves.discard)
-
-    async def _move(self, channel: str) -> None:
-        await self._refresh_slots()
-        refs, waiters = 0, []
-        for subscriber in list(self._subscribers.values()):
-            if channel in subscriber.channels:
-                taken, taken_waiters = subscriber.take(channel)
-                refs += taken
-                waiters += taken_waiters
-        try:
-            owner = await self._subscriber_for(channel)
-        except BrokerUnavailable as exc:
-            log.warning("could not move a channel to its new shard", extra={"error": repr(exc)})
-            return
-        await owner.adopt(channel, refs, waiters)
+def create_broker(client: RedisClient, *, url: str, control_channel: str) -> Broker:
+    """The broker for the Redis behind ``client``: sharded on a cluster. Its
+    event handler is registered once the hub is built on it."""
+    if isinstance(client, RedisCluster):
+        return ShardedBroker(client, url)
+    return RedisBroker(client, control_channel)

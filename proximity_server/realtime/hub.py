@@ -2,15 +2,17 @@
 
 The hub knows only local connections. A channel (a BLE token's, later a
 user's) is subscribed on the broker when it gets its first local socket and
-unsubscribed when it loses its last. An event arriving from the broker is
-decoded once and encoded once per wire format, then queued on each socket.
+unsubscribed when it loses its last. The hub never looks inside a payload:
+an event arriving from the broker goes, raw, to the ``Fanout`` routed for its
+channel (``route``; ``fanout.py``), which turns it into frames for the
+channel's sockets.
 
 Every connection has a bounded outgoing queue (see ``wsconn.py``: frames go
 straight to the transport, and queue only while the peer reads slowly). A
 socket whose queue overflows is closed with ``4008 slow consumer``; it never
 holds up delivery to anybody else. The hub also owns the process's detached
 sockets (``sockets``: their shared heartbeat); a socket that goes away for
-any reason leaves its channel.
+any reason leaves its channel, and the hub tells whoever asked (``on_close``).
 """
 
 from __future__ import annotations
@@ -18,20 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Final, Protocol
-
-import orjson
+from typing import Any, Protocol
 
 from protocol.codec import Codec
 from protocol.codes import CloseCode
-from protocol.messages import Nudge, nudge_text
 from proximity_server.realtime.connection import LiveSockets
 
 log = logging.getLogger(__name__)
-
-EVENT_SEPARATOR: Final = "|"
-NUDGE_EVENT: Final = "nudge"
-
 
 class Connection(Protocol):
     """What the hub needs of a socket (see ``wsconn.WebSocketConnection``)."""
@@ -39,6 +34,7 @@ class Connection(Protocol):
     codec: Codec
     tag: str
     channel: str
+    strikes: int  # bad frames so far (realtime/commands.py)
 
     @property
     def closed(self) -> bool: ...
@@ -57,32 +53,14 @@ class Connection(Protocol):
     async def close(self, code: int = CloseCode.NORMAL) -> None: ...
 
 
-# Broker payloads whose body is the JSON of the wire message itself: durable
-# user events (store/events.py) and the ephemeral typing/presence signals.
-JSON_EVENTS: Final = frozenset({"event", "typing", "presence"})
-# A control payload: "logout|<ms>" (tokens issued before it are revoked).
-LOGOUT_EVENT: Final = "logout"
+class Fanout(Protocol):
+    """Turns one raw payload of ``channel`` into frames on ``conns``; returns how many were sent."""
 
-# Decides, per socket, whether a message goes out (and may act on it, e.g.
-# close the socket on a logout). None means every socket gets every message.
-Gate = Callable[["Connection", dict[str, Any]], bool]
+    def __call__(self, channel: str, raw: str, conns: tuple[Connection, ...]) -> int: ...
 
 
-def decode_event(raw: str) -> dict[str, Any] | None:
-    """Turn a broker payload into the wire message it stands for."""
-    kind, _, body = raw.partition(EVENT_SEPARATOR)
-    if kind == NUDGE_EVENT:
-        categories = tuple(body.split(","))
-        return Nudge(categories, nudge_text(categories)).to_wire()
-    if kind in JSON_EVENTS:
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        return message if isinstance(message, dict) else None
-    if kind == LOGOUT_EVENT and body.isdigit():
-        return {"type": LOGOUT_EVENT, "before_ms": int(body)}
-    return None
+# Told about every socket that went away.
+CloseListener = Callable[[Connection], None]
 
 
 class Hub:
@@ -90,17 +68,29 @@ class Hub:
         self,
         subscribe: Callable[[str], Coroutine[Any, Any, None]],
         unsubscribe: Callable[[str], Coroutine[Any, Any, None]],
+        *,
+        fanout: Fanout,
     ) -> None:
+        """``fanout`` serves every channel no ``route`` claims."""
         self._subscribe = subscribe
         self._unsubscribe = unsubscribe
+        self._fanout = fanout
+        self._routes: list[tuple[str, Fanout]] = []
+        self._close_listeners: list[CloseListener] = []
         self._channels: dict[str, set[Connection]] = {}
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._holds: dict[str, int] = {}  # channels kept subscribed for sockets about to join
         self._tasks: set[asyncio.Task[None]] = set()
         self.events_delivered = 0
         self.sockets = LiveSockets(on_close=self._forget)
-        self.gate: Gate | None = None
-        self.close_listeners: list[Callable[[Connection], None]] = []
+
+    def route(self, channel_prefix: str, fanout: Fanout) -> None:
+        """Deliver the events of channels starting with ``channel_prefix`` through ``fanout``."""
+        self._routes.append((channel_prefix, fanout))
+
+    def on_close(self, listener: CloseListener) -> None:
+        """Call ``listener(conn)`` whenever a socket goes away."""
+        self._close_listeners.append(listener)
 
     @property
     def connection_count(self) -> int:
@@ -186,7 +176,7 @@ class Hub:
         """A socket went away (closed by either side, dropped, or timed out)."""
         if conn.channel:
             self.leave(conn.channel, conn)
-        for listener in self.close_listeners:
+        for listener in self._close_listeners:
             listener(conn)
 
     def deliver(self, channel: str, raw: str) -> None:
@@ -194,20 +184,12 @@ class Hub:
         conns = self._channels.get(channel)
         if not conns:
             return
-        message = decode_event(raw)
-        if message is None:
-            log.warning("unknown event dropped", extra={"channel": channel})
-            return
-        encoded: dict[Codec, bytes] = {}
-        gate = self.gate
-        for conn in tuple(conns):
-            if gate is not None and not gate(conn, message):
-                continue
-            frame = encoded.get(conn.codec)
-            if frame is None:
-                frame = encoded[conn.codec] = conn.codec.encode(message)
-            conn.send(frame)
-            self.events_delivered += 1
+        fanout = self._fanout
+        for prefix, routed in self._routes:
+            if channel.startswith(prefix):
+                fanout = routed
+                break
+        self.events_delivered += fanout(channel, raw, tuple(conns))
 
     async def close_channel(self, channel: str, code: CloseCode, tag: str | None = None) -> None:
         """Close the channel's sockets (only those opened with ``tag``, if given)."""

@@ -8,7 +8,10 @@ ephemeral ``typing`` and ``presence`` signals, and proximity ``nudge``s of
 sessions created with the user's token.
 
 Commands (each gets exactly one ``result``): ``auth``, ``send_message``,
-``typing``, ``read``, ``resume``, ``refresh``, ``ping``.
+``typing``, ``read``, ``resume``, ``refresh``, ``ping``; they are read and
+answered by ``commands.Commands``, as on the proximity socket. Until the
+socket is authenticated only ``auth`` (and ``ping``) are served, by
+``AuthPhase``; tokens are checked by ``AccountService.verify_access``.
 
 Resume without gaps or duplicates: a fresh socket holds durable events back
 until the client sends ``resume {last_event_id}`` (or ``null`` for "nothing to
@@ -27,25 +30,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
-import asyncpg
-import orjson
-
-from protocol.codec import DecodeError
+from protocol import bus
 from protocol.codes import CloseCode, ErrorCode
-from protocol.messages import Command, FrameError, error_frame, parse_command, result_error, result_ok
-from proximity_server.app.middlewares import UNAVAILABLE_ERRORS
+from protocol.messages import Command, result_error
 from proximity_server.features.accounts import AccountService
 from proximity_server.features.conversations import ConversationService
-from proximity_server.features.errors import ApiError, BadRequest, NotFound, Unauthorized
-from proximity_server.features.tokens import ACCESS_TOKEN_TTL_SECONDS, AccessClaims, AccessTokens, InvalidToken
+from proximity_server.features.errors import BadRequest, NotFound, Unauthorized
+from proximity_server.features.tokens import ACCESS_TOKEN_TTL_SECONDS, AccessClaims
+from proximity_server.realtime.commands import Commands, CommandSpec, execute
 from proximity_server.realtime.delivery import EventStream, Message
-from proximity_server.realtime.hub import LOGOUT_EVENT, Connection, Hub
-from store import realtime as realtime_store
+from proximity_server.realtime.fanout import Fanout
+from proximity_server.realtime.hub import Connection, Hub
+from store.conversations import ConversationStore
 from store.events import EventStore
+from store.likes import LikeStore
 from store.presence import PresenceStore
 from store.pubsub import Publisher
 from store.redis_keys import Keys
@@ -55,8 +57,7 @@ log = logging.getLogger(__name__)
 AUTH_DEADLINE_SECONDS: Final = 10.0
 RESUME_GRACE_SECONDS: Final = 2.0
 RESUME_MAX_EVENTS: Final = 10_000
-BAD_FRAMES_BEFORE_CLOSE: Final = 5
-USER_COMMANDS: Final = frozenset({"auth", "send_message", "typing", "read", "resume", "refresh", "ping"})
+AUTH: Final = "auth"
 
 
 @dataclass(slots=True)
@@ -72,62 +73,108 @@ class UserSocket:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class Session(NamedTuple):
+    """What a command of an authenticated socket runs with."""
+
+    conn: Connection
+    state: UserSocket
+
+
+# Makes an authenticated socket the user's (``Realtime.open``).
+OpenSocket = Callable[[Connection, AccessClaims], Awaitable[None]]
+Spawn = Callable[[Awaitable[None]], None]
+
+
+class AuthPhase:
+    """A socket upgraded without a credential: it must send ``auth`` within
+    ``AUTH_DEADLINE_SECONDS``, and may send nothing else (but ``ping``).
+    A refused first ``auth`` closes the socket with 4401."""
+
+    def __init__(self, accounts: AccountService, open_socket: OpenSocket, spawn: Spawn) -> None:
+        self._accounts = accounts
+        self._open = open_socket
+        self._spawn = spawn
+        self._waiting: dict[Connection, asyncio.TimerHandle] = {}
+        self._auth = CommandSpec[Connection](
+            self._run_auth, strings=("access_token",), close_on_refusal=CloseCode.AUTH_EXPIRED
+        )
+
+    async def verify(self, token: str | None) -> AccessClaims:
+        return await self._accounts.verify_access(token)
+
+    def wait(self, conn: Connection) -> None:
+        """Start the socket's deadline."""
+        loop = asyncio.get_running_loop()
+        self._waiting[conn] = loop.call_later(AUTH_DEADLINE_SECONDS, self._deadline, conn)
+
+    def done(self, conn: Connection) -> None:
+        """The socket authenticated, or went away: no deadline any more."""
+        timer = self._waiting.pop(conn, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _deadline(self, conn: Connection) -> None:
+        if self._waiting.pop(conn, None) is not None:
+            conn.close_soon(CloseCode.AUTH_EXPIRED)
+
+    def on_command(self, conn: Connection, command: Command) -> None:
+        if command.type != AUTH:
+            conn.send_message(result_error(command.id, ErrorCode.UNAUTHORIZED, "authenticate first"))
+            return
+        self._spawn(execute(conn, conn, command, self._auth))
+
+    async def _run_auth(self, conn: Connection, command: Command) -> dict[str, Any]:
+        claims = await self.verify(command.fields["access_token"])
+        await self._open(conn, claims)
+        return {"user_id": claims.user_id}
+
+
 class Realtime:
     def __init__(
         self,
         *,
         hub: Hub,
         keys: Keys,
-        tokens: AccessTokens,
         accounts: AccountService,
         conversations: ConversationService,
+        members: ConversationStore,
+        likes: LikeStore,
         events: EventStore,
         presence: PresenceStore,
-        pool: asyncpg.Pool,
         publisher: Publisher,
     ) -> None:
         self._hub = hub
         self._keys = keys
-        self._tokens = tokens
-        self._accounts = accounts
         self._conversations = conversations
+        self._members = members
+        self._likes = likes
         self._events = events
         self._presence = presence
-        self._pool = pool
         self._publisher = publisher
         self._sockets: dict[Connection, UserSocket] = {}
-        self._unauthenticated: dict[Connection, asyncio.TimerHandle] = {}
         self._local: dict[str, int] = {}  # user id -> open sockets on this process
         self._tasks: set[asyncio.Task[None]] = set()
-        hub.gate = self.gate
-        hub.close_listeners.append(self._closed)
+        # The hub routes the user channels' payloads here (see lifecycle).
+        self.fanout = Fanout(self.decide)
+        self._commands = Commands[Session](
+            {
+                AUTH: CommandSpec(self._already_authenticated),
+                "refresh": CommandSpec(self._refresh, strings=("access_token",)),
+                "resume": CommandSpec(self._resume),
+                "send_message": CommandSpec(
+                    self._send_message, strings=("conversation_id",), required=("client_id", "text")
+                ),
+                "read": CommandSpec(self._read, strings=("conversation_id",), required=("up_to",)),
+                "typing": CommandSpec(self._typing, strings=("conversation_id",)),
+            }
+        )
+        self.auth = AuthPhase(accounts, self.open, self._spawn)
 
     # -- authentication ----------------------------------------------------------
 
-    async def verify(self, token: str | None) -> AccessClaims:
-        if not token:
-            raise Unauthorized("send an access token")
-        try:
-            claims = self._tokens.verify(token)
-        except InvalidToken:
-            raise Unauthorized("invalid or expired access token") from None
-        await self._accounts.authorize(claims)
-        return claims
-
-    def await_auth(self, conn: Connection) -> None:
-        """An upgraded socket with no credential yet: it has a deadline."""
-        loop = asyncio.get_running_loop()
-        self._unauthenticated[conn] = loop.call_later(AUTH_DEADLINE_SECONDS, self._auth_deadline, conn)
-
-    def _auth_deadline(self, conn: Connection) -> None:
-        if self._unauthenticated.pop(conn, None) is not None:
-            conn.close_soon(CloseCode.AUTH_EXPIRED)
-
     async def open(self, conn: Connection, claims: AccessClaims) -> None:
         """Make the socket the user's: subscribe, presence, token expiry."""
-        timer = self._unauthenticated.pop(conn, None)
-        if timer is not None:
-            timer.cancel()
+        self.auth.done(conn)
         loop = asyncio.get_running_loop()
         state = UserSocket(claims.user_id, int(claims.issued_at * 1000), self._stream(conn, claims.user_id))
         self._sockets[conn] = state
@@ -159,10 +206,9 @@ class Realtime:
         delay = claims.issued_at + ACCESS_TOKEN_TTL_SECONDS - time.time()
         state.expiry = asyncio.get_running_loop().call_later(max(delay, 0), conn.close_soon, CloseCode.AUTH_EXPIRED)
 
-    def _closed(self, conn: Connection) -> None:
-        timer = self._unauthenticated.pop(conn, None)
-        if timer is not None:
-            timer.cancel()
+    def closed(self, conn: Connection) -> None:
+        """A socket went away (the hub tells us about every one)."""
+        self.auth.done(conn)
         state = self._sockets.pop(conn, None)
         if state is None:
             return
@@ -183,14 +229,12 @@ class Realtime:
 
     async def _announce(self, user_id: str, *, online: bool, last_seen_s: float | None = None) -> None:
         """Tell the user's matches that they came online or went offline."""
-        partners = await realtime_store.match_partners(self._pool, user_id)
+        partners = await self._likes.match_partners(user_id)
         if not partners:
             return
         seen_at = time.time() if last_seen_s is None else last_seen_s
         last_seen = None if online else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seen_at))
-        payload = b"presence|" + orjson.dumps(
-            {"type": "presence", "user_id": user_id, "online": online, "last_seen": last_seen}
-        )
+        payload = bus.presence({"type": "presence", "user_id": user_id, "online": online, "last_seen": last_seen})
         await self._publisher.publish_many([(self._keys.user_channel(partner), payload) for partner in partners])
 
     async def refresh_presence(self) -> None:
@@ -203,12 +247,12 @@ class Realtime:
 
     # -- delivery ----------------------------------------------------------------
 
-    def gate(self, conn: Connection, message: dict[str, Any]) -> bool:
+    def decide(self, conn: Connection, message: dict[str, Any]) -> bool:
         """Per-socket delivery decisions for events on a user channel."""
         state = self._sockets.get(conn)
         if state is None:
-            return message.get("type") != LOGOUT_EVENT
-        if message.get("type") == LOGOUT_EVENT:
+            return message.get("type") != bus.LOGOUT
+        if message.get("type") == bus.LOGOUT:
             if state.issued_at_ms < message["before_ms"]:
                 conn.close_soon(CloseCode.AUTH_EXPIRED)
             return False
@@ -230,7 +274,9 @@ class Realtime:
         state.grace = None
         self._spawn(state.stream.go_live())
 
-    async def _resume(self, conn: Connection, state: UserSocket, last_event_id: object) -> dict[str, Any]:
+    async def _resume(self, session: Session, command: Command) -> dict[str, Any]:
+        state = session.state
+        last_event_id = command.fields.get("last_event_id")
         if last_event_id is not None and (
             not isinstance(last_event_id, int) or isinstance(last_event_id, bool) or last_event_id < 0
         ):
@@ -244,84 +290,49 @@ class Realtime:
     # -- commands ----------------------------------------------------------------
 
     def on_frame(self, conn: Connection, data: str | bytes) -> None:
-        try:
-            command = parse_command(conn.codec.decode(data), USER_COMMANDS)
-        except DecodeError as exc:
-            conn.send_message(error_frame(ErrorCode.BAD_FRAME, str(exc)))
-            self._strike(conn)
-            return
-        except FrameError as exc:
-            if exc.command_id is None:
-                conn.send_message(error_frame(exc.code, exc.message))
-            else:
-                conn.send_message(result_error(exc.command_id, exc.code, exc.message))
-            self._strike(conn)
-            return
-        if command.type == "ping":
-            conn.send_message(result_ok(command.id, {"pong": True}))
-            return
+        command = self._commands.read(conn, data)
+        if command is None:
+            return  # answered already (ping, or a bad frame)
         state = self._sockets.get(conn)
-        if state is None and command.type != "auth":
-            conn.send_message(result_error(command.id, ErrorCode.UNAUTHORIZED, "authenticate first"))
+        if state is None:
+            self.auth.on_command(conn, command)
             return
         self._spawn(self._run(conn, command, state))
 
-    def _strike(self, conn: Connection) -> None:
-        conn.strikes += 1  # type: ignore[attr-defined]
-        if conn.strikes >= BAD_FRAMES_BEFORE_CLOSE:  # type: ignore[attr-defined]
-            conn.close_soon(CloseCode.POLICY_VIOLATION, drop_queued=False)
-
-    async def _run(self, conn: Connection, command: Command, state: UserSocket | None) -> None:
-        if state is not None and not state.ready.is_set():
+    async def _run(self, conn: Connection, command: Command, state: UserSocket) -> None:
+        if not state.ready.is_set():
             await state.ready.wait()
-        try:
-            result = await self._dispatch(conn, command, state)
-        except ApiError as exc:
-            conn.send_message(result_error(command.id, exc.code, exc.message))
-            if command.type == "auth" and state is None:  # a failed first auth ends the socket
-                conn.close_soon(CloseCode.AUTH_EXPIRED, drop_queued=False)
-        except UNAVAILABLE_ERRORS:
-            conn.send_message(result_error(command.id, ErrorCode.UNAVAILABLE, "a backing service is unavailable"))
-        except Exception:
-            log.exception("command failed", extra={"command": command.type})
-            conn.send_message(result_error(command.id, ErrorCode.INTERNAL, "internal error"))
-        else:
-            conn.send_message(result_ok(command.id, result))
+        await self._commands.execute(conn, Session(conn, state), command)
 
-    async def _dispatch(self, conn: Connection, command: Command, state: UserSocket | None) -> Any:
+    async def _already_authenticated(self, session: Session, command: Command) -> None:
+        raise BadRequest("already authenticated; use 'refresh' to renew")
+
+    async def _refresh(self, session: Session, command: Command) -> dict[str, Any]:
+        conn, state = session
+        claims = await self.auth.verify(command.fields["access_token"])
+        if claims.user_id != state.user_id:
+            raise Unauthorized("that token belongs to another user")
+        state.issued_at_ms = int(claims.issued_at * 1000)
+        self._arm_expiry(conn, state, claims)
+        return {"expires_in": int(claims.issued_at + ACCESS_TOKEN_TTL_SECONDS - time.time())}
+
+    async def _send_message(self, session: Session, command: Command) -> Any:
         fields = command.fields
-        if command.type == "auth":
-            if state is not None:
-                raise BadRequest("already authenticated; use 'refresh' to renew")
-            claims = await self.verify(_str_field(fields, "access_token"))
-            await self.open(conn, claims)
-            return {"user_id": claims.user_id}
-        assert state is not None
-        if command.type == "refresh":
-            claims = await self.verify(_str_field(fields, "access_token"))
-            if claims.user_id != state.user_id:
-                raise Unauthorized("that token belongs to another user")
-            state.issued_at_ms = int(claims.issued_at * 1000)
-            self._arm_expiry(conn, state, claims)
-            return {"expires_in": int(claims.issued_at + ACCESS_TOKEN_TTL_SECONDS - time.time())}
-        if command.type == "resume":
-            return await self._resume(conn, state, fields.get("last_event_id"))
-        conversation_id = _str_field(fields, "conversation_id")
-        if command.type == "send_message":
-            _require(fields, "client_id", "text")
-            sent = await self._conversations.send(state.user_id, conversation_id, fields)
-            return sent.message
-        if command.type == "read":
-            _require(fields, "up_to")
-            return await self._conversations.mark_read(state.user_id, conversation_id, fields)
-        if command.type == "typing":
-            other = await realtime_store.other_member(self._pool, conversation_id, state.user_id)
-            if other is None:
-                raise NotFound("no such conversation")
-            signal = {"type": "typing", "conversation_id": conversation_id, "user_id": state.user_id}
-            await self._publisher.publish(self._keys.user_channel(other), b"typing|" + orjson.dumps(signal))
-            return None
-        raise BadRequest(f"unknown command {command.type!r}")  # unreachable: parse_command checked it
+        sent = await self._conversations.send(session.state.user_id, fields["conversation_id"], fields)
+        return sent.message
+
+    async def _read(self, session: Session, command: Command) -> Any:
+        fields = command.fields
+        return await self._conversations.mark_read(session.state.user_id, fields["conversation_id"], fields)
+
+    async def _typing(self, session: Session, command: Command) -> None:
+        user_id = session.state.user_id
+        conversation_id = command.fields["conversation_id"]
+        other = await self._members.other_member(conversation_id, user_id)
+        if other is None:
+            raise NotFound("no such conversation")
+        signal = {"type": "typing", "conversation_id": conversation_id, "user_id": user_id}
+        await self._publisher.publish(self._keys.user_channel(other), bus.typing(signal))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -340,15 +351,3 @@ class Realtime:
             with contextlib.suppress(BaseException):
                 await task
 
-
-def _str_field(fields: dict[str, Any], name: str) -> str:
-    value = fields.get(name)
-    if not isinstance(value, str) or not value:
-        raise BadRequest(f"'{name}' must be a non-empty string", code=ErrorCode.INVALID_FIELD)
-    return value
-
-
-def _require(fields: dict[str, Any], *names: str) -> None:
-    missing = [n for n in names if n not in fields]
-    if missing:
-        raise BadRequest(f"missing field(s): {', '.join(missing)}", code=ErrorCode.INVALID_FIELD)

@@ -5,7 +5,7 @@
 -- ARGV[1] secret hash presented ("" for the detected side)
 -- ARGV[2] this session's generation, as read a moment ago
 -- ARGV[3] the other session's generation
--- ARGV[4] this token's channel (same slot)   ARGV[5] the event
+-- ARGV[4] this token's channel (same slot)   ARGV[5] the event (a bus nudge, protocol/bus.py)
 -- Returns 1 marked and nudged, 0 already marked, -1 the session ended or changed.
 
 local s = redis.call('HMGET', KEYS[1], 'secret', 'gid')

@@ -4,6 +4,7 @@
 -- ARGV[1] secret hash presented   ARGV[2] own token's channel   ARGV[3] detected token's channel
 -- ARGV[4] category that never matches ("other")
 -- ARGV[5] user channel prefix     ARGV[6] hidden-pairs set prefix
+-- ARGV[7] the nudge's bus prefix ("nudge|", protocol/bus.py): the event is it and the categories
 -- Returns {-1} unauthorised, {0} no match, {1, categories, nudged(0|1)}.
 
 local own = redis.call('HMGET', KEYS[1], 'secret', 'gid', 'interest_categories', 'user_id')
@@ -44,7 +45,7 @@ redis.call('HSET', KEYS[2], 'n:' .. own[2], 1)
 local t = redis.call('TIME')
 redis.call('HINCRBY', KEYS[3], 'm|' .. utc_day(tonumber(t[1])), 1)
 
-local event = 'nudge|' .. csv
+local event = ARGV[7] .. csv
 redis.call('PUBLISH', ARGV[2], event)
 redis.call('PUBLISH', ARGV[3], event)
 if own[4] then redis.call('PUBLISH', ARGV[5] .. own[4], event) end

@@ -16,13 +16,11 @@ import pytest
 from redis.asyncio import RedisCluster
 
 from config.settings import Settings
-from proximity_server.realtime.broker import RedisBroker, ShardedBroker
+from proximity_server.realtime.broker import Broker, create_broker
 from store.pubsub import Publisher
 from store.redis_client import RedisClient, create_client
 from store.redis_keys import Keys
 from tests.conftest import namespaced_settings
-
-Broker = RedisBroker | ShardedBroker
 
 
 @pytest.fixture(params=["single", "cluster"])
@@ -46,11 +44,8 @@ async def _broker(settings: Settings) -> AsyncIterator[tuple[Broker, Publisher, 
     def on_event(channel: str, raw: str) -> None:
         got.append((channel, raw))
 
-    broker: Broker
-    if settings.redis_cluster:
-        broker = ShardedBroker(client, settings.redis_url, on_event)  # type: ignore[arg-type]
-    else:
-        broker = RedisBroker(client, f"{settings.redis_prefix}ev:control", on_event)  # type: ignore[arg-type]
+    broker = create_broker(client, url=settings.redis_url, control_channel=f"{settings.redis_prefix}ev:control")
+    broker.register_event_handler(on_event)
     task = asyncio.create_task(broker.run())
     try:
         yield broker, Publisher(client, sharded=settings.redis_cluster), Keys(settings.redis_prefix), got

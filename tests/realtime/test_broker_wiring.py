@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from proximity_server.realtime.broker import RedisBroker, ShardedBroker
+from store.broker_redis import RedisBroker
+from store.broker_sharded import ShardedBroker
 from store.pubsub import Publisher
 from store.redis_client import create_client
 from store.redis_keys import Keys

@@ -27,8 +27,8 @@ import redis.asyncio as aioredis
 from config.settings import Settings
 from protocol.codes import CloseCode
 from proximity_server.app import state as keys
-from proximity_server.realtime.broker import RedisBroker
 from proximity_server.realtime.delivery import GAP_WAIT_SECONDS, EventStream, Message
+from store.broker_redis import RedisBroker
 from store.events import EventStore, append_event_in_transaction
 from tests.auth_helpers import ACCOUNT_OVERRIDES
 from tests.chat_helpers import Person, like, people, person

@@ -14,8 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from config.settings import Settings
+from protocol import bus
 from proximity_server.app import state as keys
-from store.events import EVENT_PREFIX, NewEvent, _iso, append_events_in_transaction
+from store.events import Event, EventType, NewEvent, _iso, append_events_in_transaction, encode_event
 from store.redis_keys import Keys
 from tests.auth_helpers import ACCOUNT_OVERRIDES
 from tests.chat_helpers import Person, like, matched_pair, person
@@ -118,8 +119,9 @@ async def test_events_are_published_on_the_users_channel(
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
             assert message is not None, f"only {len(out)} of {n} events arrived"
             data: str = message["data"]
-            assert data.startswith(EVENT_PREFIX)
-            out.append((message["channel"], orjson.loads(data[len(EVENT_PREFIX) :])))
+            kind, body = bus.decode(data)
+            assert kind == bus.EVENT
+            out.append((message["channel"], orjson.loads(body)))
         return out
 
     try:
@@ -161,3 +163,16 @@ async def test_sql_writes_event_times_as_python_does(client: AppClient, pg: asyn
     ]
     for value in samples:
         assert await pg.fetchval("SELECT chat_iso_utc($1)", value) == _iso(value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"conversation_id": "c1", "message": {"id": 7, "text": 'héllo "quoted" ✓', "n": None}}, {"x": [1, 2]}],
+)
+def test_encode_event_is_the_wire_object_byte_for_byte(payload: dict[str, Any]) -> None:
+    created = dt.datetime(2026, 12, 4, 14, 3, 33, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    event = Event("u1", 42, EventType.MESSAGE, payload, created)
+    expected = bus.event(event.to_wire())
+    assert encode_event(event) == expected
+    assert encode_event(event, orjson.dumps(payload)) == expected  # the payload encoded once, for several events
+    assert orjson.loads(bus.decode(expected)[1])["created_at"] == "2026-12-04T12:03:33.123456Z"
