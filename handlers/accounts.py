@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from aiohttp import web
 
 from proximity_server.app import state as keys
 from proximity_server.app.auth import authenticated_user, client_ip
-from proximity_server.app.http import read_json_object, require_str
+from proximity_server.app.http import json_reply, read_json_object, require_str
 from proximity_server.features.accounts import TokenPair, normalise_email
 
 
@@ -20,7 +19,7 @@ def _pair(status: int, pair: TokenPair) -> web.Response:
         "refresh_token": pair.refresh_token,
         "expires_in": pair.expires_in,
     }
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    return json_reply(status, body)
 
 
 async def _check_auth_rate(request: web.Request) -> None:

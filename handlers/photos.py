@@ -6,25 +6,19 @@ from __future__ import annotations
 import uuid
 from typing import Final
 
-import orjson
 from aiohttp import web
 
 from protocol.codes import ErrorCode
 from proximity_server.app import state as keys
 from proximity_server.app.auth import authenticated_user
-from proximity_server.app.http import path_uuid, read_json_value, read_multipart_file
-from proximity_server.app.middlewares import REQUEST_ID_HEADER, SECURITY_HEADERS
+from proximity_server.app.http import json_reply, path_uuid, read_json_value, read_multipart_file
+from proximity_server.app.middlewares import streamed_response_headers
 from proximity_server.features.errors import BadRequest
 from proximity_server.features.photos import MAX_PHOTOS, MAX_UPLOAD_BYTES
-from proximity_server.runtime.logs import request_id_var
 
 FILE_FIELD: Final = "file"
 # Photo bytes are private to signed-in users: caches may keep them per user only.
 PHOTO_CACHE_CONTROL: Final = "private, max-age=3600"
-
-
-def _json(status: int, body: object) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
 async def upload_photo(request: web.Request) -> web.Response:
@@ -32,12 +26,12 @@ async def upload_photo(request: web.Request) -> web.Response:
     photos = request.app[keys.PHOTOS]
     await photos.check_room(user.user_id)
     data = await read_multipart_file(request, FILE_FIELD, MAX_UPLOAD_BYTES)
-    return _json(201, await photos.upload(user.user_id, data))
+    return json_reply(201, await photos.upload(user.user_id, data))
 
 
 async def list_photos(request: web.Request) -> web.Response:
     user = await authenticated_user(request)
-    return _json(200, {"items": await request.app[keys.PHOTOS].list_own(user.user_id)})
+    return json_reply(200, {"items": await request.app[keys.PHOTOS].list_own(user.user_id)})
 
 
 async def reorder_photos(request: web.Request) -> web.Response:
@@ -49,7 +43,7 @@ async def reorder_photos(request: web.Request) -> web.Response:
         photo_ids = [str(uuid.UUID(i)) for i in body]
     except ValueError:
         raise BadRequest("send a JSON list of your photo ids", code=ErrorCode.INVALID_FIELD) from None
-    return _json(200, {"items": await request.app[keys.PHOTOS].reorder(user.user_id, photo_ids)})
+    return json_reply(200, {"items": await request.app[keys.PHOTOS].reorder(user.user_id, photo_ids)})
 
 
 async def delete_photo(request: web.Request) -> web.Response:
@@ -63,11 +57,7 @@ async def _serve(request: web.Request, *, thumb: bool) -> web.StreamResponse:
     await authenticated_user(request, count_request=False)  # a discovery page shows dozens
     photo_id = path_uuid(request, "photo_id", "photo")
     stream = await request.app[keys.PHOTOS].open(photo_id, thumb=thumb)
-    headers = {"Content-Type": stream.content_type, "Cache-Control": PHOTO_CACHE_CONTROL, **SECURITY_HEADERS}
-    headers["Cache-Control"] = PHOTO_CACHE_CONTROL
-    request_id = request_id_var.get()
-    if request_id:
-        headers[REQUEST_ID_HEADER] = request_id
+    headers = {"Content-Type": stream.content_type, **streamed_response_headers(), "Cache-Control": PHOTO_CACHE_CONTROL}
     response = web.StreamResponse(headers=headers)
     try:
         await response.prepare(request)

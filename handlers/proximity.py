@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-import orjson
 from aiohttp import web
 
 from protocol.codec import DecodeError
@@ -13,7 +12,7 @@ from protocol.codes import CloseCode, ErrorCode
 from protocol.messages import FrameError, error_frame, parse_command, result_error, result_ok
 from proximity_server.app import state as keys
 from proximity_server.app.auth import authenticated_user
-from proximity_server.app.http import bearer_token, read_json_object
+from proximity_server.app.http import bearer_token, json_reply, read_json_object
 from proximity_server.features.proximity import iso_utc, looks_like_access_token
 from proximity_server.realtime.connection import WebSocketConnection
 
@@ -23,10 +22,6 @@ MAX_FRAME_BYTES: Final = 16 * 1024
 BAD_FRAMES_BEFORE_CLOSE: Final = 5
 SESSION_ID_QUERY: Final = "session_id"
 PROXIMITY_COMMANDS: Final = frozenset({"ping"})
-
-
-def _json(status: int, body: object) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -43,7 +38,7 @@ async def create_session(request: web.Request) -> web.Response:
         data["ble_token"], data["interests"], presented_secret=credential, user_id=user_id
     )
     body = {"session_id": created.session_id, "expires_at": iso_utc(created.expires_at_ms)}
-    return _json(200 if created.refreshed else 201, body)
+    return json_reply(200 if created.refreshed else 201, body)
 
 
 async def match(request: web.Request) -> web.Response:
@@ -56,7 +51,7 @@ async def match(request: web.Request) -> web.Response:
         "shared_interests": list(decision.shared_categories),
         "nudge_sent": decision.nudged,
     }
-    return _json(200, body)
+    return json_reply(200, body)
 
 
 async def proximity_socket(request: web.Request) -> web.StreamResponse:

@@ -6,7 +6,7 @@
     lifecycle.py    the composition root: cleanup contexts that build and
                     wire every store, service and the realtime pieces
     middlewares.py  request id, access log, security headers, error envelope
-    http.py         request parsing shared by handlers (JSON bodies, bearer tokens)
+    http.py         request parsing and JSON replies shared by handlers
     auth.py         authenticated_user(request): the access-token check
     openapi.py      GET /openapi.json: the description of every route
 """

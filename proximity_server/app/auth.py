@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Final
 
 from aiohttp import web
 
 from proximity_server.app import state as keys
 from proximity_server.app.http import bearer_token
-from proximity_server.features.errors import Unauthorized
 from proximity_server.features.rate_limit import FORWARDED_FOR_HEADER
-from proximity_server.features.tokens import InvalidToken
+
+MISSING_BEARER_TOKEN: Final = "send an access token as 'Authorization: Bearer <token>'"  # noqa: S105 (a message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +36,9 @@ async def authenticated_user(request: web.Request, *, count_request: bool = True
     """The user behind the request's access token; raises Unauthorized (401)
     or RateLimited (429). ``count_request=False`` for reads that a page makes
     by the dozen (photo bytes), which must not eat the user's API budget."""
-    token = bearer_token(request)
-    if token is None:
-        raise Unauthorized("send an access token as 'Authorization: Bearer <token>'")
-    app = request.app
-    try:
-        claims = app[keys.ACCESS_TOKENS].verify(token)
-    except InvalidToken:
-        raise Unauthorized("invalid or expired access token") from None
-    await app[keys.ACCOUNTS].authorize(claims, count=count_request)
+    claims = await request.app[keys.ACCOUNTS].verify_access(
+        bearer_token(request), count=count_request, missing=MISSING_BEARER_TOKEN
+    )
     return AuthenticatedUser(claims.user_id, claims.jti, dt.datetime.fromtimestamp(claims.issued_at, dt.UTC))
 
 

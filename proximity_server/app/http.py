@@ -1,4 +1,5 @@
-"""Reading requests: JSON bodies, bearer credentials, field checks.
+"""Reading requests (JSON bodies, bearer credentials, field checks) and
+writing JSON replies (``json_reply``).
 
 Shared by every HTTP handler so that bad input is refused the same way
 everywhere: 415 for a wrong media type or content coding, 413 for a body over
@@ -39,6 +40,11 @@ RAW_DEFLATE_WBITS: Final = -zlib.MAX_WBITS
 DECODABLE_CODINGS: Final = ("gzip", "x-gzip", "deflate")
 ZLIB_METHOD_DEFLATE: Final = 8  # the low nibble of a zlib stream's first byte
 ZLIB_HEADER_CHECK: Final = 31  # a zlib header's two bytes are a multiple of it
+
+
+def json_reply(status: int, body: object) -> web.Response:
+    """A JSON response: ``body`` serialised with orjson."""
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON_CONTENT_TYPE)
 
 
 def content_coding(request: web.Request) -> str:

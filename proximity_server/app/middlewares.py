@@ -14,21 +14,20 @@ import secrets
 import time
 from typing import Final
 
-import asyncpg
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
-from redis.exceptions import ClusterError, RedisClusterException, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from protocol.codes import ErrorCode
 from proximity_server.app import state as keys
-from proximity_server.features.errors import ApiError
-from proximity_server.realtime.broker import BrokerUnavailable
+from proximity_server.features.errors import INTERNAL_MESSAGE, as_api_error
 from proximity_server.runtime.logs import request_id_var
 from proximity_server.runtime.metrics import UNMATCHED_ROUTE
+from store.errors import UNAVAILABLE_ERRORS
+
+# Re-exported for realtime/user_socket.py until it imports store.errors itself.
+__all__ = ["UNAVAILABLE_ERRORS"]
 
 log = logging.getLogger("proximity_server.access")
 error_log = logging.getLogger("proximity_server.features.errors")
@@ -56,30 +55,16 @@ _HTTP_CODES: Final = {
     503: ErrorCode.UNAVAILABLE,
 }
 
-# Errors that mean a backing service is down or unreachable.
-UNAVAILABLE_ERRORS: Final = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    # A Redis Cluster with a node down or its slots moving (CLUSTERDOWN,
-    # TRYAGAIN, "slot not covered", or redirections that did not settle).
-    ClusterError,
-    TryAgainError,
-    RedisClusterException,
-    BrokerUnavailable,
-    asyncpg.ConnectionFailureError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,
-    # The server ended the session (pg_terminate_backend, shutdown, crash) ...
-    asyncpg.exceptions.OperatorInterventionError,
-    # ... which asyncpg may instead report on the connection's next use as
-    # "cannot switch to state 15" (MagicStack/asyncpg#784, #1069).
-    asyncpg.exceptions.InternalClientError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
-)
+
+def streamed_response_headers() -> dict[str, str]:
+    """The headers ``request_context`` adds to a response it gets unprepared
+    (security headers and the request id), for a handler that streams its
+    response and so prepares it itself."""
+    headers = dict(SECURITY_HEADERS)
+    request_id = request_id_var.get()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    return headers
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -129,8 +114,6 @@ def make_request_context(access_log: bool) -> web.middleware:  # type: ignore[va
 async def error_envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
     except RequestPayloadError:
         # The body broke off or its transfer coding is malformed: the client's fault.
         return error_response(400, ErrorCode.BAD_REQUEST, "the request body could not be read")
@@ -140,9 +123,11 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         code = _HTTP_CODES.get(exc.status, ErrorCode.BAD_REQUEST)
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         return error_response(exc.status, code, exc.reason, headers)
-    except UNAVAILABLE_ERRORS as exc:
-        error_log.warning("backing service unavailable", extra={"error": repr(exc), "path": request.path})
-        return error_response(503, ErrorCode.UNAVAILABLE, "a backing service is unavailable; retry shortly")
-    except Exception:
-        error_log.exception("unhandled error", extra={"path": request.path})
-        return error_response(500, ErrorCode.INTERNAL, "internal error")
+    except Exception as exc:
+        error = as_api_error(exc)
+        if error is None:
+            error_log.exception("unhandled error", extra={"path": request.path})
+            return error_response(500, ErrorCode.INTERNAL, INTERNAL_MESSAGE)
+        if error is not exc:  # a backing service is down: worth a warning, not a traceback
+            error_log.warning("backing service unavailable", extra={"error": repr(exc), "path": request.path})
+        return error_response(error.status, error.code, error.message, error.headers)

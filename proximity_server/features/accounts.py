@@ -26,6 +26,7 @@ from proximity_server.features.tokens import (
     REFRESH_TOKEN_TTL_SECONDS,
     AccessClaims,
     AccessTokens,
+    InvalidToken,
     new_refresh_token,
     refresh_token_hash,
 )
@@ -37,6 +38,8 @@ _EMAIL_SHAPE: Final = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
 LOGOUT_EVENT: Final = "logout"
 BAD_CREDENTIALS: Final = "wrong email or password"
 BAD_REFRESH_TOKEN: Final = "invalid refresh token"  # noqa: S105 (a message)
+MISSING_ACCESS_TOKEN: Final = "send an access token"  # noqa: S105 (a message)
+BAD_ACCESS_TOKEN: Final = "invalid or expired access token"  # noqa: S105 (a message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,23 @@ class AccountService:
         now = time.time()
         await self._store.revoke_all_tokens(user_id, _utc(now))
         await self._store.publish_user_event(user_id, f"{LOGOUT_EVENT}|{int(now * 1000)}")  # ms, like iat checks
+
+    async def verify_access(
+        self, token: str | None, *, count: bool = True, missing: str = MISSING_ACCESS_TOKEN
+    ) -> AccessClaims:
+        """The claims of a valid access token, for every transport. Raises
+        Unauthorized when the token is missing (with the ``missing`` message,
+        which tells the client where to put it), malformed, expired or
+        revoked, and RateLimited over the user's API limit; ``count=False``
+        leaves that limit alone (see ``authorize``)."""
+        if not token:
+            raise Unauthorized(missing)
+        try:
+            claims = self._tokens.verify(token)
+        except InvalidToken:
+            raise Unauthorized(BAD_ACCESS_TOKEN) from None
+        await self.authorize(claims, count=count)
+        return claims
 
     async def authorize(self, claims: AccessClaims, *, count: bool = True) -> None:
         """Refuse a revoked token (or a gone user); count the call against the
