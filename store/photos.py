@@ -70,7 +70,14 @@ class LocalPhotoStore:
         os.replace(tmp, path)  # readers never see a half-written file
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+        await asyncio.to_thread(self._remove, self._path(key))
+
+    def _remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        # The folder is named after the owner: once empty, it goes too.
+        if path.parent != self._root.resolve():
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                path.parent.rmdir()
 
     async def open(self, key: str) -> AsyncGenerator[bytes, None]:
         path = self._path(key)

@@ -118,6 +118,9 @@ def _op(
 
 
 USER: Final[list[dict[str, list[str]]]] = [{"accessToken": []}]
+PASSWORD_BODY: Final[Schema] = _obj(
+    {"password": {"type": "string", "description": "your current password"}}, ["password"]
+)
 LIMIT_100: Final = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
 CURSOR_Q: Final = _query("cursor", {"type": "string"}, "a next_cursor from a previous page")
 ROUTE_UNKNOWN_ID: Final = (400, 401, 404, 429, 503)
@@ -505,7 +508,21 @@ def _paths() -> dict[str, Any]:
                 {"200": _ok("you", ref("Me")), **e(401, 429, 503)},
                 security=USER,
                 tags=["profiles"],
-            )
+            ),
+            "delete": _op(
+                "eraseMe",
+                "Erase your account and its data (needs your password again)",
+                {"204": _ok("erased"), **e(400, 401, 413, 415, 429, 503)},
+                body=_json_body(PASSWORD_BODY),
+                security=USER,
+                tags=["data rights"],
+                description=(
+                    "Effective at once: every token is revoked and open sockets close with 4401, "
+                    "proximity sessions end, the profile, photos, likes, blocks and sent messages are "
+                    "deleted, matches end (the other person gets an `unmatch` event), and the email is "
+                    'free again. What is kept, and why, is listed in the README ("Your data").'
+                ),
+            ),
         },
         "/me/profile": {
             "put": _op(
