@@ -35,6 +35,7 @@ from proximity_server.features.accounts import AccountService
 from proximity_server.features.conversations import ConversationService
 from proximity_server.features.discover import DiscoverService
 from proximity_server.features.erasure import CleanupWorker, ErasureService
+from proximity_server.features.export import ExportService
 from proximity_server.features.likes import LikeService
 from proximity_server.features.passwords import PROFILES, Passwords
 from proximity_server.features.photos import IMAGE_WORKERS, PhotoService
@@ -54,6 +55,7 @@ from store.conversations import ConversationStore
 from store.discover import DiscoverStore
 from store.erasure import CleanupJobs, ErasureStore, UserKeys
 from store.events import EVENT_RETENTION_DAYS, EventStore
+from store.export import ExportStore
 from store.hidden import HiddenPairs
 from store.likes import LikeStore
 from store.mux import MuxCluster, MuxRedis
@@ -256,9 +258,12 @@ async def data_rights_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.ERASURE] = ErasureService(
         ErasureStore(pool), user_keys, app[keys.REDIS_KEYS], app[keys.ACCOUNTS], app[keys.EVENTS], worker
     )
+    exports = ExportService(ExportStore(pool), app[keys.PHOTO_STORE], app[keys.ACCOUNTS])
+    app[keys.EXPORT] = exports
     task = _background(worker.run(), "cleanup-outbox")
     yield
     await _cancel(task)
+    await exports.close()
 
 
 async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:

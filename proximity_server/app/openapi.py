@@ -271,6 +271,17 @@ def _schemas() -> dict[str, Schema]:
             closed=False,
         ),
         "DiscoverPage": _page("PublicProfile"),
+        "ExportJob": _obj(
+            {
+                "id": UUID,
+                "status": {"type": "string", "enum": ["pending", "running", "ready", "failed"]},
+                "created_at": DATETIME,
+                "download_url": {"type": "string", "description": "when ready: GET it with your access token"},
+                "expires_at": DATETIME,
+                "size_bytes": {"type": "integer", "minimum": 0},
+            },
+            ["id", "status"],
+        ),
         "Photo": photo,
         "PhotoList": _obj({"items": {"type": "array", "items": ref("Photo")}}, ["items"]),
         "PhotoOrder": {"type": "array", "maxItems": 6, "items": UUID, "description": "exactly your photo ids"},
@@ -541,6 +552,49 @@ def _paths() -> dict[str, Any]:
                 security=USER,
                 tags=["profiles"],
             ),
+        },
+        "/me/export": {
+            "post": _op(
+                "startExport",
+                "Export your data (needs your password again; one per 24 hours)",
+                {
+                    "202": _ok("started", ref("ExportJob")),
+                    **e(400, 401, 413, 415, 429, 503),
+                },
+                body=_json_body(PASSWORD_BODY),
+                security=USER,
+                tags=["data rights"],
+                description=(
+                    "Starts building a zip of your data in the background. A second export within "
+                    "24 hours is 429 with Retry-After. Poll GET /me/export/{export_id}."
+                ),
+            )
+        },
+        "/me/export/{export_id}": {
+            "get": _op(
+                "exportStatus",
+                "The status of one of your exports",
+                {"200": _ok("the job", ref("ExportJob")), **e(401, 404, 429, 503)},
+                parameters=[_path_param("export_id", UUID)],
+                security=USER,
+                tags=["data rights"],
+            )
+        },
+        "/me/export/{export_id}/download": {
+            "get": _op(
+                "downloadExport",
+                "Download a ready export (a zip; for 48 hours)",
+                {
+                    "200": {
+                        "description": "the zip file, streamed",
+                        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    **e(401, 404, 429, 503),
+                },
+                parameters=[_path_param("export_id", UUID)],
+                security=USER,
+                tags=["data rights"],
+            )
         },
         "/profiles/{user_id}": {
             "get": _op(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from proximity_server.features.conversations import ConversationService
     from proximity_server.features.discover import DiscoverService
     from proximity_server.features.erasure import CleanupWorker, ErasureService
+    from proximity_server.features.export import ExportService
     from proximity_server.features.likes import LikeService
     from proximity_server.features.photos import PhotoService
     from proximity_server.features.profiles import ProfileService
@@ -69,3 +70,4 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 PRESENCE: web.AppKey[PresenceStore] = web.AppKey("presence")
 ERASURE: web.AppKey[ErasureService] = web.AppKey("erasure")
 CLEANUP: web.AppKey[CleanupWorker] = web.AppKey("cleanup")
+EXPORT: web.AppKey[ExportService] = web.AppKey("export")
