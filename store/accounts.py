@@ -97,6 +97,13 @@ class AccountStore:
         )
         return None if row is None else _user(row)
 
+    async def live_password_hash(self, user_id: str) -> str | None:
+        """The password hash of a live account (None once erased)."""
+        value: str | None = await self._pool.fetchval(
+            "SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL", uuid.UUID(user_id)
+        )
+        return value
+
     async def update_password_hash(self, user_id: str, password_hash: str) -> None:
         await self._pool.execute("UPDATE users SET password_hash = $2 WHERE id = $1", uuid.UUID(user_id), password_hash)
 

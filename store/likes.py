@@ -126,6 +126,12 @@ class LikeStore:
         me, them = uuid.UUID(liker), uuid.UUID(likee)
         async with self._pool.acquire() as conn, conn.transaction():
             await lock_pair_in_transaction(conn, liker, likee)
+            # Waits for an erasure of either person in flight (it holds their row), then sees it.
+            live_people = await conn.fetch(
+                "SELECT id FROM users WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL FOR SHARE", [me, them]
+            )
+            if len(live_people) < 2:
+                return LikeOutcome(LikeStatus.UNKNOWN_USER)
             state = await conn.fetchrow(
                 """SELECT EXISTS (SELECT 1 FROM users WHERE id = $2 AND deleted_at IS NULL) AS live,
                           EXISTS (SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2) AS blocked_by_me,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import shutil
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 STREAM_CHUNK_BYTES: Final = 64 * 1024
+# Files (data exports) go up in parts of this size: memory stays at one part.
+UPLOAD_PART_BYTES: Final = 8 * 1024 * 1024
 
 
 class PhotoMissing(LookupError):
@@ -31,6 +34,10 @@ class PhotoMissing(LookupError):
 
 class PhotoStore(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """Store a local file without reading it into memory at once."""
+        ...
 
     async def delete(self, key: str) -> None:
         """Remove the object; a missing object is not an error."""
@@ -62,6 +69,16 @@ class LocalPhotoStore:
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await asyncio.to_thread(self._write, self._path(key), data)
 
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        await asyncio.to_thread(self._copy, path, self._path(key))
+
+    @staticmethod
+    def _copy(source: Path, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +87,14 @@ class LocalPhotoStore:
         os.replace(tmp, path)  # readers never see a half-written file
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+        await asyncio.to_thread(self._remove, self._path(key))
+
+    def _remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        # The folder is named after the owner: once empty, it goes too.
+        if path.parent != self._root.resolve():
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                path.parent.rmdir()
 
     async def open(self, key: str) -> AsyncGenerator[bytes, None]:
         path = self._path(key)
@@ -99,6 +123,36 @@ class S3PhotoStore:
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await self._client.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """One PUT for a small file, a multipart upload (one part in memory at a time) otherwise."""
+        handle = await asyncio.to_thread(path.open, "rb")
+        try:
+            first = await asyncio.to_thread(handle.read, UPLOAD_PART_BYTES)
+            if len(first) < UPLOAD_PART_BYTES:
+                await self.put(key, first, content_type)
+                return
+            upload = await self._client.create_multipart_upload(Bucket=self._bucket, Key=key, ContentType=content_type)
+            upload_id = upload["UploadId"]
+            parts: list[dict[str, Any]] = []
+            try:
+                chunk = first
+                while chunk:
+                    number = len(parts) + 1
+                    reply = await self._client.upload_part(
+                        Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk
+                    )
+                    parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+                    chunk = await asyncio.to_thread(handle.read, UPLOAD_PART_BYTES)
+                await self._client.complete_multipart_upload(
+                    Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+                raise
+        finally:
+            handle.close()
 
     async def delete(self, key: str) -> None:
         await self._client.delete_object(Bucket=self._bucket, Key=key)
@@ -186,9 +240,7 @@ class PhotoRecords:
         :class:`PhotoLimitReached` at ``max_photos``. The user row is locked so
         two concurrent uploads cannot both take the last place."""
         async with self._pool.acquire() as conn, conn.transaction():
-            live = await conn.fetchval(
-                "SELECT id FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", user_id
-            )
+            live = await conn.fetchval("SELECT id FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", user_id)
             if live is None:
                 return None
             taken = await conn.fetchrow(

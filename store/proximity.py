@@ -130,6 +130,15 @@ class ProximityStore:
             return _NO_MATCH
         return MatchDecision(True, True, tuple(str(reply[1]).split(",")), bool(int(reply[2])))
 
+    async def index_user_session(self, user_id: str, ble_token: str, ttl_seconds: int) -> None:
+        """Remember that the signed-in user opened this token's session, so an
+        erasure can end it. The index lives as long as their newest session."""
+        key = self._keys.user_sessions(user_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, ble_token)
+            pipe.expire(key, ttl_seconds)
+            await pipe.execute()
+
     async def session_auth(self, ble_token: str) -> SessionAuth | None:
         values = await self._client.hmget(self._keys.session(ble_token), ["secret", "expires_at", "user_id"])
         return _auth(values)

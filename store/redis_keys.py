@@ -86,6 +86,10 @@ class Keys:
         """Cached cut-off (unix ms) before which the user's access tokens are refused."""
         return f"{self.prefix}user:{user_id}:tokens_valid_after"
 
+    def user_sessions(self, user_id: str) -> str:
+        """Set: BLE tokens of the proximity sessions a user opened signed in (TTL: the newest session's)."""
+        return f"{self.prefix}user:{user_id}:sessions"
+
     def rate_limit(self, scope: str, subject: str, window: int) -> str:
         """Counter of one fixed rate-limit window (``subject`` is an IP, a user id or an email digest)."""
         return f"{self.prefix}rl:{scope}:{subject}:{window}"

@@ -34,6 +34,8 @@ from proximity_server.app import state as keys
 from proximity_server.features.accounts import AccountService
 from proximity_server.features.conversations import ConversationService
 from proximity_server.features.discover import DiscoverService
+from proximity_server.features.erasure import CleanupWorker, ErasureService
+from proximity_server.features.export import ExportService
 from proximity_server.features.likes import LikeService
 from proximity_server.features.passwords import PROFILES, Passwords
 from proximity_server.features.photo_urls import PhotoUrls, photo_url_key
@@ -53,7 +55,9 @@ from store import db, redis_client
 from store.accounts import AccountStore
 from store.conversations import ConversationStore
 from store.discover import DiscoverStore
+from store.erasure import CleanupJobs, ErasureStore, UserKeys
 from store.events import EVENT_RETENTION_DAYS, EventStore
+from store.export import ExportStore
 from store.hidden import HiddenPairs
 from store.likes import LikeStore
 from store.mux import MuxCluster, MuxRedis
@@ -248,6 +252,24 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     await _cancel(task)
 
 
+async def data_rights_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Erasure and export, and the background worker of their cleanup outbox
+    (object deletions retried with backoff, expired exports)."""
+    pool = app[keys.PG_POOL]
+    user_keys = UserKeys(app[keys.REDIS], app[keys.REDIS_KEYS])
+    worker = CleanupWorker(CleanupJobs(pool), app[keys.PHOTO_STORE], user_keys, app[keys.REDIS_KEYS])
+    app[keys.CLEANUP] = worker
+    app[keys.ERASURE] = ErasureService(
+        ErasureStore(pool), user_keys, app[keys.REDIS_KEYS], app[keys.ACCOUNTS], app[keys.EVENTS], worker
+    )
+    exports = ExportService(ExportStore(pool), app[keys.PHOTO_STORE], app[keys.ACCOUNTS])
+    app[keys.EXPORT] = exports
+    task = _background(worker.run(), "cleanup-outbox")
+    yield
+    await _cancel(task)
+    await exports.close()
+
+
 async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     """User sockets: presence claims refreshed while this process holds them."""
     settings = app[keys.SETTINGS]
@@ -339,6 +361,7 @@ CLEANUP_CONTEXTS = (
     services_ctx,
     accounts_ctx,
     chat_ctx,
+    data_rights_ctx,
     realtime_ctx,
     pubsub_ctx,
     flusher_ctx,

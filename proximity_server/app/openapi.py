@@ -126,6 +126,9 @@ def _op(
 
 
 USER: Final[list[dict[str, list[str]]]] = [{"accessToken": []}]
+PASSWORD_BODY: Final[Schema] = _obj(
+    {"password": {"type": "string", "description": "your current password"}}, ["password"]
+)
 LIMIT_100: Final = _query("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
 CURSOR_Q: Final = _query("cursor", {"type": "string"}, "a next_cursor from a previous page")
 ROUTE_UNKNOWN_ID: Final = (400, 401, 404, 429, 503)
@@ -316,6 +319,17 @@ def _schemas() -> dict[str, Schema]:
             closed=False,
         ),
         "DiscoverPage": _page("PublicProfile"),
+        "ExportJob": _obj(
+            {
+                "id": UUID,
+                "status": {"type": "string", "enum": ["pending", "running", "ready", "failed"]},
+                "created_at": DATETIME,
+                "download_url": {"type": "string", "description": "when ready: GET it with your access token"},
+                "expires_at": DATETIME,
+                "size_bytes": {"type": "integer", "minimum": 0},
+            },
+            ["id", "status"],
+        ),
         "Photo": photo,
         "PhotoList": _obj({"items": {"type": "array", "items": ref("Photo")}}, ["items"]),
         "PhotoOrder": {"type": "array", "maxItems": 6, "items": UUID, "description": "exactly your photo ids"},
@@ -606,7 +620,21 @@ def _paths() -> dict[str, Any]:
                 {"200": _ok("you", ref("Me")), **e(401, 429, 503)},
                 security=USER,
                 tags=["profiles"],
-            )
+            ),
+            "delete": _op(
+                "eraseMe",
+                "Erase your account and its data (needs your password again)",
+                {"204": _ok("erased"), **e(400, 401, 413, 415, 429, 503)},
+                body=_json_body(PASSWORD_BODY),
+                security=USER,
+                tags=["data rights"],
+                description=(
+                    "Effective at once: every token is revoked and open sockets close with 4401, "
+                    "proximity sessions end, the profile, photos, likes, blocks and sent messages are "
+                    "deleted, matches end (the other person gets an `unmatch` event), and the email is "
+                    'free again. What is kept, and why, is listed in the README ("Your data").'
+                ),
+            ),
         },
         "/me/profile": {
             "put": _op(
@@ -625,6 +653,49 @@ def _paths() -> dict[str, Any]:
                 security=USER,
                 tags=["profiles"],
             ),
+        },
+        "/me/export": {
+            "post": _op(
+                "startExport",
+                "Export your data (needs your password again; one per 24 hours)",
+                {
+                    "202": _ok("started", ref("ExportJob")),
+                    **e(400, 401, 413, 415, 429, 503),
+                },
+                body=_json_body(PASSWORD_BODY),
+                security=USER,
+                tags=["data rights"],
+                description=(
+                    "Starts building a zip of your data in the background. A second export within "
+                    "24 hours is 429 with Retry-After. Poll GET /me/export/{export_id}."
+                ),
+            )
+        },
+        "/me/export/{export_id}": {
+            "get": _op(
+                "exportStatus",
+                "The status of one of your exports",
+                {"200": _ok("the job", ref("ExportJob")), **e(401, 404, 429, 503)},
+                parameters=[_path_param("export_id", UUID)],
+                security=USER,
+                tags=["data rights"],
+            )
+        },
+        "/me/export/{export_id}/download": {
+            "get": _op(
+                "downloadExport",
+                "Download a ready export (a zip; for 48 hours)",
+                {
+                    "200": {
+                        "description": "the zip file, streamed",
+                        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    **e(401, 404, 429, 503),
+                },
+                parameters=[_path_param("export_id", UUID)],
+                security=USER,
+                tags=["data rights"],
+            )
         },
         "/profiles/{user_id}": {
             "get": _op(

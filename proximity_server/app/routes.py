@@ -7,6 +7,7 @@ from aiohttp import web
 from handlers import (
     accounts,
     conversations,
+    data_rights,
     discover,
     health,
     likes,
@@ -42,6 +43,10 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.post("/auth/logout", accounts.logout),
             web.post("/auth/logout-all", accounts.logout_all),
             web.get("/me", profiles.me, allow_head=False),
+            web.delete("/me", data_rights.erase_me),
+            web.post("/me/export", data_rights.start_export),
+            web.get("/me/export/{export_id}", data_rights.export_status, allow_head=False),
+            web.get("/me/export/{export_id}/download", data_rights.download_export, allow_head=False),
             web.put("/me/profile", profiles.put_profile),
             web.patch("/me/profile", profiles.patch_profile),
             web.get("/profiles/{user_id}", profiles.public_profile, allow_head=False),

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from proximity_server.features.accounts import AccountService
     from proximity_server.features.conversations import ConversationService
     from proximity_server.features.discover import DiscoverService
+    from proximity_server.features.erasure import CleanupWorker, ErasureService
+    from proximity_server.features.export import ExportService
     from proximity_server.features.likes import LikeService
     from proximity_server.features.photos import PhotoService
     from proximity_server.features.profiles import ProfileService
@@ -68,3 +70,6 @@ REALTIME: web.AppKey[Realtime] = web.AppKey("realtime")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 PRESENCE: web.AppKey[PresenceStore] = web.AppKey("presence")
 WEB_FILES: web.AppKey[WebFiles] = web.AppKey("web_files")
+ERASURE: web.AppKey[ErasureService] = web.AppKey("erasure")
+CLEANUP: web.AppKey[CleanupWorker] = web.AppKey("cleanup")
+EXPORT: web.AppKey[ExportService] = web.AppKey("export")

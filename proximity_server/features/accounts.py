@@ -149,7 +149,18 @@ class AccountService:
     async def logout_all(self, user_id: str) -> None:
         now = time.time()
         await self._store.revoke_all_tokens(user_id, _utc(now))
+        await self.announce_logout(user_id, now)
+
+    async def announce_logout(self, user_id: str, now: float) -> None:
+        """Tell the user's open sockets that tokens issued before ``now`` are dead (they close with 4401)."""
         await self._store.publish_user_event(user_id, f"{LOGOUT_EVENT}|{int(now * 1000)}")  # ms, like iat checks
+
+    async def reauthenticate(self, user_id: str, password: str) -> None:
+        """Fresh proof for a grave action: the account's current password, or 401."""
+        password_hash = await self._store.live_password_hash(user_id)
+        ok = await self._passwords.verify(password_hash, password)
+        if password_hash is None or not ok:
+            raise Unauthorized("wrong password")
 
     async def verify_access(
         self, token: str | None, *, count: bool = True, missing: str = MISSING_ACCESS_TOKEN

@@ -116,6 +116,8 @@ class ProximityService:
             raise Conflict(
                 "this BLE token already has a live session; send its session_id as a bearer token to refresh it"
             )
+        if user_id is not None:
+            await self._store.index_user_session(user_id, token, self._ttl)
         return SessionCreated(secret, result.expires_at_ms, result.outcome is SessionWrite.REFRESHED)
 
     async def attempt_match(self, own_token: object, detected_token: object, secret: str | None) -> MatchDecision:

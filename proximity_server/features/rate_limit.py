@@ -26,6 +26,7 @@ WINDOW_MS: Final = 60_000
 AUTH_IP_SCOPE: Final = "auth-ip"
 AUTH_EMAIL_SCOPE: Final = "auth-email"
 API_USER_SCOPE: Final = "api-user"
+REAUTH_USER_SCOPE: Final = "reauth-user"  # password re-checks for erasure and export
 FORWARDED_FOR_HEADER: Final = "X-Forwarded-For"
 UNKNOWN_CLIENT: Final = "unknown"
 
@@ -68,6 +69,10 @@ class RateLimiter:
 
     async def check_auth_email(self, email: str, now_ms: int) -> None:
         await self._check(AUTH_EMAIL_SCOPE, email_digest(email), self.auth_per_minute, now_ms)
+
+    async def check_reauth_user(self, user_id: str, now_ms: int) -> None:
+        """Password re-checks of a signed-in user count like logins (per account)."""
+        await self._check(REAUTH_USER_SCOPE, user_id, self.auth_per_minute, now_ms)
 
     async def _check(self, scope: str, subject: str, limit: int, now_ms: int) -> None:
         window = current_window(now_ms)
