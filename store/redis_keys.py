@@ -71,9 +71,17 @@ class Keys:
         """Hash: ``epoch`` (random, per Redis dataset) and ``seq`` (last batch number)."""
         return f"{self.prefix}{STATS_TAG}:counters:batches"
 
+    @property
+    def token_channel_prefix(self) -> str:
+        return f"{self.prefix}ev:token:"
+
     def token_channel(self, ble_token: str) -> str:
-        """A BLE token's sockets listen here; it shares the session's cluster slot."""
-        return f"{self.prefix}ev:token:{{{ble_token}}}"
+        """A BLE token's sockets listen here; it shares the session's cluster slot.
+
+        A rotated session keeps publishing on its first token's channel, so its
+        sockets keep listening without reconnecting.
+        """
+        return f"{self.token_channel_prefix}{{{ble_token}}}"
 
     @property
     def user_channel_prefix(self) -> str:
