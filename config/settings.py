@@ -18,6 +18,11 @@ from pathlib import Path
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_SESSION_TTL_SECONDS = 7200
+# How long a BLE token a session rotated away from still forwards match
+# reports (ones already on the air). Short: it is how long a sniffer can link
+# the old token to the new one by replaying it.
+DEFAULT_TOKEN_ROTATION_GRACE_SECONDS = 15.0
+MAX_TOKEN_ROTATION_GRACE_SECONDS = 60.0
 DEFAULT_DATA_DIR = ".data"
 DEFAULT_S3_REGION = "us-east-1"
 DEFAULT_JWT_ISSUER = "proximity_server"
@@ -59,6 +64,14 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _grace(env: Mapping[str, str]) -> float:
+    name = "TOKEN_ROTATION_GRACE_SECONDS"
+    value = _float(env, name, DEFAULT_TOKEN_ROTATION_GRACE_SECONDS, positive=False)
+    if value > MAX_TOKEN_ROTATION_GRACE_SECONDS:
+        raise SettingsError(f"{name} must be at most {MAX_TOKEN_ROTATION_GRACE_SECONDS:g}, got {value:g}")
     return value
 
 
@@ -132,6 +145,7 @@ class Settings:
     # application_name of the server's PostgreSQL connections (pg_stat_activity).
     db_application_name: str = "proximity_server"
     session_ttl_seconds: int = DEFAULT_SESSION_TTL_SECONDS
+    token_rotation_grace_seconds: float = DEFAULT_TOKEN_ROTATION_GRACE_SECONDS
     allowed_origins: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
     data_dir: Path = Path(DEFAULT_DATA_DIR)
@@ -187,6 +201,7 @@ class Settings:
             db_schema=_read(env, "DB_SCHEMA") or "public",
             db_application_name=_read(env, "DB_APPLICATION_NAME") or "proximity_server",
             session_ttl_seconds=_int(env, "SESSION_TTL_SECONDS", DEFAULT_SESSION_TTL_SECONDS, minimum=1),
+            token_rotation_grace_seconds=_grace(env),
             allowed_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             admin_token=_read(env, "ADMIN_TOKEN"),
             data_dir=Path(_read(env, "DATA_DIR") or DEFAULT_DATA_DIR),

@@ -1,4 +1,4 @@
-"""POST /session, POST /match and WS /ws/{ble_token}: the proximity contract."""
+"""POST /session, POST /match, POST /session/rotate and WS /ws/{ble_token}: the proximity contract."""
 
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ async def match(request: web.Request) -> web.Response:
     return json_reply(200, body)
 
 
+async def rotate(request: web.Request) -> web.Response:
+    """Move the session to a new BLE token; the secret and the expiry stay."""
+    data = await read_json_object(request, required=("own_token", "new_token"))
+    expires_at_ms = await request.app[keys.PROXIMITY].rotate_token(
+        data["own_token"], data["new_token"], bearer_token(request)
+    )
+    return json_reply(200, {"expires_at": iso_utc(expires_at_ms)})
+
+
 async def proximity_socket(request: web.Request) -> web.StreamResponse:
     """The phone's nudge channel. The secret is checked before the upgrade.
 
@@ -64,7 +73,9 @@ async def proximity_socket(request: web.Request) -> web.StreamResponse:
     token = request.match_info["ble_token"]
     auth = await app[keys.PROXIMITY].authenticate_socket(token, bearer_token(request, query_param=SESSION_ID_QUERY))
     hub = app[keys.HUB]
-    channel = app[keys.REDIS_KEYS].token_channel(token)
+    # A rotated session publishes on its first token's channel.
+    home = auth.home_token or token
+    channel = app[keys.REDIS_KEYS].token_channel(home)
     # Subscribed before the upgrade reply: a nudge published once the phone
     # has its socket is never missed (and Redis being down is a plain 503).
     await hub.hold(channel)
@@ -90,7 +101,7 @@ async def proximity_socket(request: web.Request) -> web.StreamResponse:
     finally:
         hub.release(channel)
     if not conn.closed:
-        app[keys.SESSION_SOCKETS].watch(token, auth)
+        app[keys.SESSION_SOCKETS].watch(home, auth)
     return ws
 
 

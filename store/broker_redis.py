@@ -28,6 +28,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from store.errors import BrokerUnavailable
+from store.redis_keys import loggable_channel
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class Subscriber:
                 try:
                     self._on_resubscribed(channel)
                 except Exception:
-                    log.exception("resubscribe listener failed", extra={"channel": channel})
+                    log.exception("resubscribe listener failed", extra={"channel": loggable_channel(channel)})
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting whenever the connection drops."""
@@ -267,7 +268,7 @@ class Subscriber:
                 try:
                     self._on_event(channel, message["data"])
                 except Exception:
-                    log.exception("event handler failed", extra={"channel": channel})
+                    log.exception("event handler failed", extra={"channel": loggable_channel(channel)})
             elif kind in ("subscribe", "ssubscribe"):
                 self._confirmed(channel)
             elif kind in ("unsubscribe", "sunsubscribe"):

@@ -12,6 +12,7 @@ sets. On a single Redis the braces are just characters.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Final
@@ -71,9 +72,17 @@ class Keys:
         """Hash: ``epoch`` (random, per Redis dataset) and ``seq`` (last batch number)."""
         return f"{self.prefix}{STATS_TAG}:counters:batches"
 
+    @property
+    def token_channel_prefix(self) -> str:
+        return f"{self.prefix}ev:token:"
+
     def token_channel(self, ble_token: str) -> str:
-        """A BLE token's sockets listen here; it shares the session's cluster slot."""
-        return f"{self.prefix}ev:token:{{{ble_token}}}"
+        """A BLE token's sockets listen here; it shares the session's cluster slot.
+
+        A rotated session keeps publishing on its first token's channel, so its
+        sockets keep listening without reconnecting.
+        """
+        return f"{self.token_channel_prefix}{{{ble_token}}}"
 
     @property
     def user_channel_prefix(self) -> str:
@@ -93,3 +102,12 @@ class Keys:
     def rate_limit(self, scope: str, subject: str, window: int) -> str:
         """Counter of one fixed rate-limit window (``subject`` is an IP, a user id or an email digest)."""
         return f"{self.prefix}rl:{scope}:{subject}:{window}"
+
+
+_HASH_TAG = re.compile(r"\{([^}]*)\}")
+
+
+def loggable_channel(channel: str) -> str:
+    """A channel name fit for a log line: a token channel's hash tag (the BLE
+    token itself) is cut to its first two characters, as the access log does."""
+    return _HASH_TAG.sub(lambda m: "{" + m.group(1)[:2] + "…}", channel)

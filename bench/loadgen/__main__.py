@@ -26,10 +26,10 @@ from bench.loadgen.scenarios.accounts import scenario_me
 from bench.loadgen.scenarios.base import RunConfig
 from bench.loadgen.scenarios.idle_ws import scenario_idle_ws
 from bench.loadgen.scenarios.nudge import scenario_nudge
-from bench.loadgen.scenarios.proximity import scenario_livez, scenario_match, scenario_session
+from bench.loadgen.scenarios.proximity import scenario_livez, scenario_match, scenario_rotate, scenario_session
 from bench.loadgen.spawn import ServerOptions, SpawnedServer, cluster_node_urls, local_redis_cluster
 
-SCENARIOS = ("livez", "session", "match", "me", "nudge", "idle_ws", "all")
+SCENARIOS = ("livez", "session", "match", "rotate", "me", "nudge", "idle_ws", "all")
 
 #: Scenarios whose windows alternate with livez windows on the same server.
 
@@ -259,6 +259,8 @@ async def _run_on(args: argparse.Namespace, redis_cluster_url: str | None) -> di
             results["session"] = await scenario_session(cfg)
         elif sc == "match":
             results["match"] = await scenario_match(cfg)
+        elif sc == "rotate":
+            results["rotate"] = await scenario_rotate(cfg)
         elif sc == "me":
             results["me"] = await scenario_me(cfg)
         elif sc == "nudge":

@@ -143,6 +143,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         store,
         app[keys.TAXONOMY],
         settings.session_ttl_seconds,
+        rotation_grace_seconds=settings.token_rotation_grace_seconds,
         decision_listeners=(app[keys.METRICS].nudges.observe,),
     )
     app[keys.STATS_STORE] = StatsStore(client, app[keys.PG_POOL], redis_keys)

@@ -1,5 +1,10 @@
 """Middlewares: request id + access log + security headers, and the error envelope.
 
+Log lines never carry anything that links to a person: a path parameter that
+is a BLE token, and query parameters that carry credentials, are logged
+masked (their first characters and an ellipsis); a path no route matched is
+logged as its first segment only.
+
 Every error leaves as ``{"error": {"code", "message"}}`` with the right
 status; an unexpected exception is logged with its traceback and answered
 with a bare 500, never the traceback itself. A backing service that is down
@@ -33,6 +38,11 @@ log = logging.getLogger("proximity_server.access")
 error_log = logging.getLogger("proximity_server.errors")
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
+# Path parameters and query parameters logged masked.
+SENSITIVE_PATH_PARAMS: Final = frozenset({"ble_token"})
+SENSITIVE_QUERY_PARAMS: Final = frozenset({"session_id", "access_token", "refresh_token", "token", "email", "password"})
+MASK_KEEP_CHARS: Final = 2
+MASK: Final = "…"
 _VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 SECURITY_HEADERS: Final = {
@@ -72,6 +82,35 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
+def mask(value: str) -> str:
+    """Enough of a value to tell two apart in a log, not enough to use or link it."""
+    return value[:MASK_KEEP_CHARS] + MASK
+
+
+def loggable_path(request: web.Request) -> str:
+    """The request's path with BLE tokens masked; an unmatched path is cut to its first segment."""
+    path = request.path
+    if request.match_info.route.resource is None:
+        head, sep, rest = path.lstrip("/").partition("/")
+        return f"/{head}/{MASK}" if sep and rest else path
+    for name in SENSITIVE_PATH_PARAMS:
+        value = request.match_info.get(name)
+        if value:
+            path = path.replace(value, mask(value))
+    return path
+
+
+def loggable_query(request: web.Request) -> str | None:
+    """The query string with credential-bearing parameters masked (None if there is none)."""
+    if not request.query_string:
+        return None
+    parts = []
+    for name, value in request.query.items():
+        shown = mask(value) if name.lower() in SENSITIVE_QUERY_PARAMS else value
+        parts.append(f"{name}={shown}")
+    return "&".join(parts)
+
+
 def make_request_context(access_log: bool) -> web.middleware:  # type: ignore[valid-type]
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -95,16 +134,17 @@ def make_request_context(access_log: bool) -> web.middleware:  # type: ignore[va
                 route = resource.canonical if resource is not None else UNMATCHED_ROUTE
                 metrics.requests.observe(route, request.method, status, elapsed)
             if access_log:
-                log.info(
-                    "request",
-                    extra={
-                        "method": request.method,
-                        "path": request.path,
-                        "status": status,
-                        "ms": round(elapsed * 1000, 3),
-                        "remote": request.remote,
-                    },
-                )
+                fields: dict[str, object] = {
+                    "method": request.method,
+                    "path": loggable_path(request),
+                    "status": status,
+                    "ms": round(elapsed * 1000, 3),
+                    "remote": request.remote,
+                }
+                query = loggable_query(request)
+                if query is not None:
+                    fields["query"] = query
+                log.info("request", extra=fields)
             request_id_var.reset(token)
 
     return request_context
@@ -126,8 +166,8 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception as exc:
         error = as_api_error(exc)
         if error is None:
-            error_log.exception("unhandled error", extra={"path": request.path})
+            error_log.exception("unhandled error", extra={"path": loggable_path(request)})
             return error_response(500, ErrorCode.INTERNAL, INTERNAL_MESSAGE)
         if error is not exc:  # a backing service is down: worth a warning, not a traceback
-            error_log.warning("backing service unavailable", extra={"error": repr(exc), "path": request.path})
+            error_log.warning("backing service unavailable", extra={"error": repr(exc), "path": loggable_path(request)})
         return error_response(error.status, error.code, error.message, error.headers)

@@ -19,6 +19,11 @@ Schema = dict[str, Any]
 
 UUID: Final[Schema] = {"type": "string", "format": "uuid"}
 DATETIME: Final[Schema] = {"type": "string", "format": "date-time"}
+ROTATE_DESCRIPTION: Final = (
+    "Authenticated with the session's secret, as /match. The old token keeps working for a short grace "
+    "period (TOKEN_ROTATION_GRACE_SECONDS), then never matches; pairs already nudged are not nudged again; "
+    "the session's sockets keep receiving nudges."
+)
 BLE_TOKEN: Final[Schema] = {"type": "string", "minLength": 8, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
 GENDER: Final[Schema] = {"type": "string", "enum": ["woman", "man", "nonbinary"]}
 CURSOR: Final[Schema] = {"type": ["string", "null"], "description": "opaque; pass back as ?cursor="}
@@ -240,6 +245,8 @@ def _schemas() -> dict[str, Schema]:
         ),
         "Session": _obj({"session_id": {"type": "string"}, "expires_at": DATETIME}, ["session_id", "expires_at"]),
         "MatchRequest": _obj({"own_token": BLE_TOKEN, "detected_token": BLE_TOKEN}, ["own_token", "detected_token"]),
+        "RotateRequest": _obj({"own_token": BLE_TOKEN, "new_token": BLE_TOKEN}, ["own_token", "new_token"]),
+        "RotateResult": _obj({"expires_at": {"type": "string", "format": "date-time"}}, ["expires_at"]),
         "MatchResult": _obj(
             {
                 "match": {"type": "boolean"},
@@ -503,6 +510,20 @@ def _paths() -> dict[str, Any]:
                 {"200": _ok("the decision", ref("MatchResult")), **e(400, 401, 413, 415, 503)},
                 body=_json_body(ref("MatchRequest")),
                 security=[{"sessionId": []}],
+                tags=["proximity"],
+            )
+        },
+        "/session/rotate": {
+            "post": _op(
+                "rotateToken",
+                "Move the session to a new BLE token",
+                {
+                    "200": _ok("rotated; the secret and expiry are unchanged", ref("RotateResult")),
+                    **e(400, 401, 409, 413, 415, 503),
+                },
+                body=_json_body(ref("RotateRequest")),
+                security=[{"sessionId": []}],
+                description=ROTATE_DESCRIPTION,
                 tags=["proximity"],
             )
         },

@@ -32,6 +32,7 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.get("/health", health.health, allow_head=False),
             web.get("/openapi.json", openapi.openapi, allow_head=False),
             web.post("/session", proximity.create_session),
+            web.post("/session/rotate", proximity.rotate),
             web.post("/match", proximity.match),
             web.get("/ws/{ble_token}", proximity.proximity_socket, allow_head=False),
             web.get("/ws", user_socket.user_socket, allow_head=False),

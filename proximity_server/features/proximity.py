@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from config.settings import DEFAULT_TOKEN_ROTATION_GRACE_SECONDS
 from protocol.codes import CloseCode, ErrorCode
 from proximity_server.features.errors import BadRequest, Conflict, Unauthorized
 from proximity_server.features.taxonomy import OTHER_CATEGORY, InterestError, Taxonomy, normalise_interests
 from proximity_server.realtime.hub import Hub
-from store.proximity import MatchDecision, ProximityStore, SessionAuth, SessionWrite
+from store.proximity import MatchDecision, ProximityStore, Rotation, SessionAuth, SessionWrite
 from store.redis_keys import Keys
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 BLE_TOKEN_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{8,64}")
 SESSION_SECRET_BYTES: Final = 24  # 192 random bits
 SESSION_SWEEP_SECONDS: Final = 1.0
+WRONG_SESSION_MESSAGE: Final = "the session_id does not belong to a live session of own_token"
 
 # Told of every authorised match decision (metrics count the nudges). Runs on
 # the hot path: it must be quick and must not block; what it raises is logged.
@@ -80,11 +82,13 @@ class ProximityService:
         taxonomy: Taxonomy,
         session_ttl_seconds: int,
         *,
+        rotation_grace_seconds: float = DEFAULT_TOKEN_ROTATION_GRACE_SECONDS,
         decision_listeners: Iterable[DecisionListener] = (),
     ) -> None:
         self._store = store
         self._taxonomy = taxonomy
         self._ttl = session_ttl_seconds
+        self._grace_ms = round(rotation_grace_seconds * 1000)
         self._listeners = tuple(decision_listeners)
 
     async def create_session(
@@ -129,13 +133,32 @@ class ProximityService:
             own_token=own, detected_token=detected, presented_secret_hash=hash_secret(secret)
         )
         if not decision.authorised:
-            raise Unauthorized("the session_id does not belong to a live session of own_token")
+            raise Unauthorized(WRONG_SESSION_MESSAGE)
         for listener in self._listeners:
             try:
                 listener(decision)
             except Exception:  # the decision stands (it is published already): a listener never fails it
                 log.exception("match decision listener failed")
         return decision
+
+    async def rotate_token(self, own_token: object, new_token: object, secret: str | None) -> int:
+        """Move the session of ``own_token`` to ``new_token``; returns its (unchanged) expiry, in ms.
+
+        The secret and the expiry stay; the old token forwards match reports
+        for the grace period, then never matches again.
+        """
+        old = check_ble_token(own_token, "own_token")
+        new = check_ble_token(new_token, "new_token")
+        if not secret:
+            raise Unauthorized("send the own_token's session_id as 'Authorization: Bearer <session_id>'")
+        result = await self._store.rotate_session(
+            old_token=old, new_token=new, presented_secret_hash=hash_secret(secret), grace_ms=self._grace_ms
+        )
+        if result.outcome is Rotation.UNAUTHORISED:
+            raise Unauthorized(WRONG_SESSION_MESSAGE)
+        if result.outcome is Rotation.CONFLICT:
+            raise Conflict("new_token is in use; pick another random token")
+        return result.expires_at_ms
 
     async def authenticate_socket(self, ble_token: str, secret: str | None) -> SessionAuth:
         check_ble_token(ble_token)

@@ -16,6 +16,7 @@ from typing import Any
 from protocol import bus
 from protocol.codec import Codec
 from proximity_server.realtime.hub import Connection
+from store.redis_keys import loggable_channel
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Fanout:
     def __call__(self, channel: str, raw: str, conns: tuple[Connection, ...]) -> int:
         message = bus.to_message(raw)
         if message is None:
-            log.warning("unknown event dropped", extra={"channel": channel})
+            log.warning("unknown event dropped", extra={"channel": loggable_channel(channel)})
             return 0
         encoded: dict[Codec, bytes] = {}
         decide = self._decide

@@ -5,7 +5,9 @@
 -- ARGV[1] secret hash presented ("" for the detected side)
 -- ARGV[2] this session's generation, as read a moment ago
 -- ARGV[3] the other session's generation
--- ARGV[4] this token's channel (same slot)   ARGV[5] the event (a bus nudge, protocol/bus.py)
+-- ARGV[4] this token's channel (same slot; '' when the session's channel is
+--         elsewhere, after a rotation: the caller publishes)
+-- ARGV[5] the event (a bus nudge, protocol/bus.py)
 -- Returns 1 marked and nudged, 0 already marked, -1 the session ended or changed.
 
 local s = redis.call('HMGET', KEYS[1], 'secret', 'gid')
@@ -15,5 +17,7 @@ end
 if redis.call('HSETNX', KEYS[1], 'n:' .. ARGV[3], 1) == 0 then
   return 0
 end
-redis.call('SPUBLISH', ARGV[4], ARGV[5])
+if ARGV[4] ~= '' then
+  redis.call('SPUBLISH', ARGV[4], ARGV[5])
+end
 return 1

@@ -6,7 +6,8 @@
 -- ARGV[3] interests hash                      ARGV[4] categories, comma-separated, sorted
 -- ARGV[5] TTL in seconds                      ARGV[6] session generation id (new)
 -- ARGV[7] user id ("" if none)
--- Returns {status, expires_at_ms, generation}: status 1 created, 2 refreshed, 0 conflict.
+-- Returns {status, expires_at_ms, generation, first token of a rotated session or ''}:
+-- status 1 created, 2 refreshed, 0 conflict.
 
-local status, expires_ms, gid = write_session(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-return {status, expires_ms, gid}
+local status, expires_ms, gid, _, home = write_session(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return {status, expires_ms, gid, home}

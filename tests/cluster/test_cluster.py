@@ -25,7 +25,15 @@ from redis.crc import key_slot
 from config.settings import Settings
 from proximity_server.app import state as keys
 from store.redis_keys import Keys
-from tests.api import test_conversations, test_hidden_nudges, test_likes, test_match, test_session, test_stats
+from tests.api import (
+    test_conversations,
+    test_hidden_nudges,
+    test_likes,
+    test_match,
+    test_rotation,
+    test_session,
+    test_stats,
+)
 from tests.auth_helpers import ACCOUNT_OVERRIDES
 from tests.conftest import AppClient, MakeClient, namespaced_settings
 from tests.faults import test_realtime_kill
@@ -39,6 +47,7 @@ from tests.store import test_presence
 SUITES = (
     test_session,
     test_match,
+    test_rotation,
     test_ws,
     test_hidden_nudges,
     test_stats,
@@ -178,6 +187,23 @@ async def test_a_dropped_subscriber_connection_reconnects_and_delivers(client: A
     await attempt_match(client, b, secret_b, a)
     assert (await ws.receive_json(timeout=3))["type"] == "nudge"
     await ws.close()
+
+
+async def test_a_rotation_whose_alias_step_fails_leaves_the_session_where_it_was(
+    client: AppClient, settings: Settings
+) -> None:
+    a_token, new = await tokens_on_two_nodes(settings)
+    a, secret_a = await open_session(client, ["devops"], token=a_token)
+    b, secret_b = await open_session(client, ["sre"])
+    store: Any = client.app[keys.PROXIMITY]._store  # fault injection: the alias step fails
+    store._rotate_alias = store._cluster.register_script("return redis.error_reply('injected failure')")
+    resp = await client.post("/session/rotate", json={"own_token": a, "new_token": new}, headers=bearer(secret_a))
+    assert resp.status == 500
+    k = Keys(settings.redis_prefix)
+    assert not await client.app[keys.REDIS].exists(k.session(new))  # the copy went again
+    assert (await attempt_match(client, b, secret_b, a))["nudge_sent"] is True
+    # the new token is free for anyone
+    assert (await client.post("/session", json={"ble_token": new, "interests": ["sre"]})).status == 201
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
 """The proximity hot path: ``livez`` (bare-handler baseline), ``session``
-(``POST /session``) and ``match`` (``POST /match`` over a registered pool, alternating
-with livez windows)."""
+(``POST /session``), ``match`` (``POST /match`` over a registered pool, alternating
+with livez windows) and ``rotate`` (``POST /session/rotate`` over a pool, likewise)."""
 
 from __future__ import annotations
 
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,3 +101,41 @@ async def scenario_match(cfg: RunConfig) -> dict[str, Any]:
             )
     summary = {"pool_sessions": len(pool), **versus_livez("match", livez, match)}
     return {"livez_phases": livez, "match_phases": match, "summary": summary}
+
+
+def rotate_request(pool: Sequence[Session]) -> RequestFn:
+    """Each request rotates an idle session of the pool to a fresh token (no session twice at once)."""
+    tokens = TokenFactory("br")
+    idle = deque((s.token, s.session_id) for s in pool)
+
+    async def req(http: aiohttp.ClientSession, _wid: int) -> str | None:
+        token, secret = idle.popleft()
+        new = tokens()
+        body = orjson.dumps({"own_token": token, "new_token": new})
+        try:
+            async with http.post("/session/rotate", data=body, headers=bearer(secret)) as resp:
+                await resp.read()
+                ok = resp.status == 200
+                status = resp.status
+        except BaseException:
+            idle.append((token, secret))
+            raise
+        idle.append((new if ok else token, secret))
+        return None if ok else f"http_{status}"
+
+    return req
+
+
+async def scenario_rotate(cfg: RunConfig) -> dict[str, Any]:
+    """livez and rotate windows alternate on the same server; medians and ratios."""
+    rng = random.Random(cfg.seed)
+    pool = await create_pool(cfg, cfg.pool, "bo", rng)
+    rotate = rotate_request(pool)
+    livez: list[PhaseResult] = []
+    rotations: list[PhaseResult] = []
+    for r in range(cfg.repeat):
+        log(f"rotate scenario round {r + 1}/{cfg.repeat}")
+        livez.append(await run_load("livez", cfg.load(32), livez_request()))
+        rotations.append(await run_load("rotate", cfg.load(32), rotate))
+    summary = {"pool_sessions": len(pool), **versus_livez("rotate", livez, rotations)}
+    return {"livez_phases": livez, "rotate_phases": rotations, "summary": summary}
