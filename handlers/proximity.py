@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 MAX_FRAME_BYTES: Final = 16 * 1024
 SESSION_ID_QUERY: Final = "session_id"
 # Only ``ping``: the socket carries nudges; bad frames count toward 1008 (realtime/commands.py).
-PROXIMITY_COMMANDS: Final = Commands[Connection]({})
+PROXIMITY_COMMANDS: Final[Commands[Connection]] = Commands({})
 
 
 async def create_session(request: web.Request) -> web.Response:

@@ -95,7 +95,7 @@ class AuthPhase:
         self._open = open_socket
         self._spawn = spawn
         self._waiting: dict[Connection, asyncio.TimerHandle] = {}
-        self._auth = CommandSpec[Connection](
+        self._auth: CommandSpec[Connection] = CommandSpec(
             self._run_auth, strings=("access_token",), close_on_refusal=CloseCode.AUTH_EXPIRED
         )
 
@@ -156,7 +156,7 @@ class Realtime:
         self._tasks: set[asyncio.Task[None]] = set()
         # The hub routes the user channels' payloads here (see lifecycle).
         self.fanout = Fanout(self.decide)
-        self._commands = Commands[Session](
+        self._commands: Commands[Session] = Commands(
             {
                 AUTH: CommandSpec(self._already_authenticated),
                 "refresh": CommandSpec(self._refresh, strings=("access_token",)),
