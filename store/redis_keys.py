@@ -89,3 +89,7 @@ class Keys:
     def rate_limit(self, scope: str, subject: str, window: int) -> str:
         """Counter of one fixed rate-limit window (``subject`` is an IP, a user id or an email digest)."""
         return f"{self.prefix}rl:{scope}:{subject}:{window}"
+
+    def active_users(self, day: str) -> str:
+        """HyperLogLog of the users active on a UTC day (YYYY-MM-DD); aggregate only."""
+        return f"{self.prefix}{STATS_TAG}:dau:{day}"

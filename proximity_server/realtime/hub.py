@@ -62,6 +62,8 @@ class Connection(Protocol):
 JSON_EVENTS: Final = frozenset({"event", "typing", "presence"})
 # A control payload: "logout|<ms>" (tokens issued before it are revoked).
 LOGOUT_EVENT: Final = "logout"
+# A control payload: "ban|<ms>": the user was banned; sockets close with 4403.
+BAN_EVENT: Final = "ban"
 
 # Decides, per socket, whether a message goes out (and may act on it, e.g.
 # close the socket on a logout). None means every socket gets every message.
@@ -80,8 +82,8 @@ def decode_event(raw: str) -> dict[str, Any] | None:
         except orjson.JSONDecodeError:
             return None
         return message if isinstance(message, dict) else None
-    if kind == LOGOUT_EVENT and body.isdigit():
-        return {"type": LOGOUT_EVENT, "before_ms": int(body)}
+    if kind in (LOGOUT_EVENT, BAN_EVENT) and body.isdigit():
+        return {"type": kind, "before_ms": int(body)}
     return None
 
 

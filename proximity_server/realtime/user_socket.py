@@ -43,7 +43,7 @@ from proximity_server.features.conversations import ConversationService
 from proximity_server.features.errors import ApiError, BadRequest, NotFound, Unauthorized
 from proximity_server.features.tokens import ACCESS_TOKEN_TTL_SECONDS, AccessClaims, AccessTokens, InvalidToken
 from proximity_server.realtime.delivery import EventStream, Message
-from proximity_server.realtime.hub import LOGOUT_EVENT, Connection, Hub
+from proximity_server.realtime.hub import BAN_EVENT, LOGOUT_EVENT, Connection, Hub
 from store import realtime as realtime_store
 from store.events import EventStore
 from store.presence import PresenceStore
@@ -101,6 +101,10 @@ class Realtime:
         self._tasks: set[asyncio.Task[None]] = set()
         hub.gate = self.gate
         hub.close_listeners.append(self._closed)
+
+    def local_users(self) -> list[str]:
+        """The users holding a socket on this process (for daily active users)."""
+        return list(self._local)
 
     # -- authentication ----------------------------------------------------------
 
@@ -207,7 +211,11 @@ class Realtime:
         """Per-socket delivery decisions for events on a user channel."""
         state = self._sockets.get(conn)
         if state is None:
-            return message.get("type") != LOGOUT_EVENT
+            return message.get("type") not in (LOGOUT_EVENT, BAN_EVENT)
+        if message.get("type") == BAN_EVENT:
+            if state.issued_at_ms < message["before_ms"]:
+                conn.close_soon(CloseCode.BANNED)
+            return False
         if message.get("type") == LOGOUT_EVENT:
             if state.issued_at_ms < message["before_ms"]:
                 conn.close_soon(CloseCode.AUTH_EXPIRED)

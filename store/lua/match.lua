@@ -43,6 +43,7 @@ redis.call('HSET', KEYS[2], 'n:' .. own[2], 1)
 
 local t = redis.call('TIME')
 redis.call('HINCRBY', KEYS[3], 'm|' .. utc_day(tonumber(t[1])), 1)
+redis.call('HINCRBY', KEYS[3], 'h|m|' .. utc_hour(tonumber(t[1])), 1)
 
 local event = 'nudge|' .. csv
 redis.call('PUBLISH', ARGV[2], event)
