@@ -952,6 +952,7 @@ def _admin_paths() -> dict[str, Any]:
     e = _errors
     user_id = _path_param("user_id", {"type": "string", "format": "uuid"})
     return {
+        "/admin/": _web_page("adminConsole", "The admin console (sign in with an admin account)"),
         "/stats/history": {
             "get": _admin_op(
                 "statsHistory",

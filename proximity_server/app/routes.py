@@ -71,5 +71,6 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.post("/admin/reports/{report_id}/resolve", admin.resolve_report),
             web.post("/admin/users/{user_id}/ban", admin.ban),
             web.delete("/admin/users/{user_id}/ban", admin.unban),
+            web.get("/admin/", web_app.admin_console, allow_head=False),
         ]
     )

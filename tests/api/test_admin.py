@@ -182,3 +182,11 @@ async def test_live_figures_stream(client: AppClient) -> None:
     line = await asyncio.wait_for(resp.content.readline(), 3)
     assert line.startswith(b"data: ") and b'"active_sessions":1' in line
     resp.close()
+
+
+async def test_console_page_is_served_with_the_strict_policy(client: AppClient) -> None:
+    resp = await client.get("/admin/")
+    assert resp.status == 200
+    assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert "/static/admin/admin.js" in await resp.text()
+    assert (await client.get("/static/admin/admin.js")).status == 200

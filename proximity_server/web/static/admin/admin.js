@@ -1,0 +1,159 @@
+// The admin console: the same sign-in as the web app (cookie mode), then
+// charts of GET /stats/history (SVG drawn here, each with its data table),
+// the live figures (server-sent events read through fetch, so the access
+// token travels in a header) and the moderation queue.
+import { ApiClient, ApiError } from "/static/client.js";
+
+const api = new ApiClient();
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const CHARTS = [
+  ["sessions", "Proximity sessions"], ["matches", "Proximity matches"], ["messages_sent", "Messages sent"],
+  ["signups", "Sign-ups"], ["daily_active_users", "Daily active users"],
+];
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function svgEl(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function table(labels, values, hidden, caption) {
+  const t = el("table", {}, el("caption", {}, caption));
+  t.append(el("tr", {}, el("th", { scope: "col" }, "Day"), el("th", { scope: "col" }, "Count")));
+  labels.forEach((label, i) => {
+    const cell = hidden[i] ? el("td", { class: "hidden-cell" }, "hidden") : el("td", {}, String(values[i]));
+    t.append(el("tr", {}, el("td", {}, label.slice(0, 10)), cell));
+  });
+  return t;
+}
+
+function lineChart(title, labels, series) {
+  const w = 400, h = 140, values = series.values.map((v) => v ?? 0);
+  const max = Math.max(1, ...values);
+  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": `${title} chart` });
+  const step = values.length > 1 ? w / (values.length - 1) : w;
+  const points = values.map((v, i) => `${(i * step).toFixed(1)},${(h - 5 - (v / max) * (h - 10)).toFixed(1)}`);
+  svg.append(svgEl("polyline", { points: points.join(" "), "data-points": values.length }));
+  const box = el("div", { class: "chart" }, el("h3", {}, title));
+  box.append(svg, table(labels, series.values, series.hidden, `${title} per day`));
+  return box;
+}
+
+function barChart(categories) {
+  const totals = Object.entries(categories)
+    .map(([name, s]) => [name, s.values.reduce((a, v) => a + (v ?? 0), 0)])
+    .filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).slice(0, 8);
+  const w = 400, h = 140, max = Math.max(1, ...totals.map(([, n]) => n));
+  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "top categories chart" });
+  const bw = w / Math.max(1, totals.length);
+  totals.forEach(([, n], i) => {
+    const bh = (n / max) * (h - 10);
+    svg.append(svgEl("rect", { class: "bar", x: i * bw + 4, y: h - bh, width: bw - 8, height: bh }));
+  });
+  const t = el("table", {}, el("caption", {}, "Sessions per category (visible cells)"));
+  for (const [name, n] of totals) t.append(el("tr", {}, el("td", {}, name), el("td", {}, String(n))));
+  return el("div", { class: "chart" }, svg, t);
+}
+
+async function loadCharts() {
+  const data = await api.request("GET", "/stats/history?granularity=day");
+  const box = $("charts");
+  box.replaceChildren(...CHARTS.filter(([k]) => data.series[k]).map(([k, title]) => lineChart(title, data.buckets, data.series[k])));
+  $("categories").replaceChildren(barChart(data.category_sessions));
+}
+
+async function live() {
+  while (api.accessToken) {
+    try {
+      const resp = await fetch("/admin/live", { headers: { Authorization: `Bearer ${api.accessToken}` } });
+      if (!resp.ok || !resp.body) throw new Error(String(resp.status));
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const line = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+          if (!line.startsWith("data: ")) continue;
+          const figures = JSON.parse(line.slice(6));
+          $("live-sessions").textContent = String(figures.active_sessions);
+          $("live-sockets").textContent = String(figures.open_sockets);
+        }
+      }
+    } catch { /* reconnect below */ }
+    await api.refresh().catch(() => false);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+function actionButton(report, action) {
+  const b = el("button", { type: "button", "data-action": action }, action[0].toUpperCase() + action.slice(1));
+  b.addEventListener("click", async () => {
+    const note = prompt(`Reason for "${action}"?`);
+    if (!note || !note.trim()) return;
+    await api.request("POST", `/admin/reports/${report.id}/resolve`, { body: { action, note } });
+    await loadQueue();
+  });
+  return b;
+}
+
+async function loadQueue() {
+  const page = await api.request("GET", "/admin/reports?status=open");
+  const box = $("queue");
+  if (!page.reports.length) { box.replaceChildren(el("p", {}, "No open reports.")); return; }
+  box.replaceChildren(...page.reports.map((r) => {
+    const who = r.reported.display_name ?? "(no profile)";
+    const item = el("article", { class: "report", "data-report": r.id },
+      el("h3", {}, `${r.reason}: ${who}`),
+      el("p", {}, `${r.details || "(no details)"} — ${r.reported.reports_total} report(s) in total, filed ${r.created_at}`));
+    for (const m of r.messages) {
+      item.append(el("blockquote", {}, `${m.sender_id === r.reporter_id ? "Reporter" : "Reported"}: ${m.text}`));
+    }
+    item.append(actionButton(r, "dismiss"), actionButton(r, "warn"), actionButton(r, "ban"));
+    return item;
+  }));
+}
+
+async function enter() {
+  try {
+    await loadCharts();
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 403 || e.status === 401)) {
+      await api.logout().catch(() => {});
+      $("signin-error").textContent = "This account is not an admin: access refused.";
+      $("signin").hidden = false;
+      $("dashboard").hidden = true;
+      return;
+    }
+    throw e;
+  }
+  $("signin").hidden = true;
+  $("dashboard").hidden = false;
+  await loadQueue();
+  live();
+}
+
+$("signin").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = new FormData(ev.target);
+  $("signin-error").textContent = "";
+  try {
+    await api.login(String(form.get("email")), String(form.get("password")));
+  } catch (e) {
+    $("signin-error").textContent = e instanceof ApiError ? e.message : "Sign-in failed.";
+    return;
+  }
+  await enter();
+});
+
+api.refresh().then((ok) => { if (ok) enter(); }).catch(() => {});
