@@ -2,7 +2,7 @@
 // charts of GET /stats/history (SVG drawn here, each with its data table),
 // the live figures (server-sent events read through fetch, so the access
 // token travels in a header) and the moderation queue.
-import { ApiClient, ApiError } from "/static/client.js";
+import { ApiClient, ApiError, resumeSession, trackSessionHint } from "/static/client.js";
 
 const api = new ApiClient();
 const $ = (id) => document.getElementById(id);
@@ -35,6 +35,11 @@ function table(labels, values, hidden, caption) {
   return t;
 }
 
+// A scrollable table can be reached and scrolled with the keyboard.
+function scrollBox(content, label) {
+  return el("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": label }, content);
+}
+
 function lineChart(title, labels, series) {
   const w = 400, h = 140, values = series.values.map((v) => v ?? 0);
   const max = Math.max(1, ...values);
@@ -43,7 +48,7 @@ function lineChart(title, labels, series) {
   const points = values.map((v, i) => `${(i * step).toFixed(1)},${(h - 5 - (v / max) * (h - 10)).toFixed(1)}`);
   svg.append(svgEl("polyline", { points: points.join(" "), "data-points": values.length }));
   const box = el("div", { class: "chart" }, el("h3", {}, title));
-  box.append(svg, table(labels, series.values, series.hidden, `${title} per day`));
+  box.append(svg, scrollBox(table(labels, series.values, series.hidden, `${title} per day`), `${title} data`));
   return box;
 }
 
@@ -60,7 +65,7 @@ function barChart(categories) {
   });
   const t = el("table", {}, el("caption", {}, "Sessions per category (visible cells)"));
   for (const [name, n] of totals) t.append(el("tr", {}, el("td", {}, name), el("td", {}, String(n))));
-  return el("div", { class: "chart" }, svg, t);
+  return el("div", { class: "chart" }, svg, scrollBox(t, "Top categories data"));
 }
 
 async function loadCharts() {
@@ -96,13 +101,49 @@ async function live() {
   }
 }
 
-function actionButton(report, action) {
+const ACTION_TITLES = { dismiss: "Dismiss report", warn: "Warn the reported person", ban: "Ban the reported person" };
+
+// Asks for the reason in an in-page modal dialog (labelled field, focus kept
+// inside, Escape cancels); resolves to the trimmed text or null if cancelled.
+function askReason(action, who) {
+  const dialog = $("reason-dialog"), note = $("reason-note"), error = $("reason-error");
+  $("reason-title").textContent = `${ACTION_TITLES[action]}: ${who}`;
+  $("reason-confirm").textContent = ACTION_TITLES[action].split(" ")[0];
+  note.value = "";
+  error.textContent = "";
+  return new Promise((resolve) => {
+    const done = (value) => {
+      $("reason-form").onsubmit = null; $("reason-cancel").onclick = null; dialog.oncancel = null;
+      if (dialog.open) dialog.close();
+      resolve(value);
+    };
+    $("reason-form").onsubmit = (ev) => {
+      ev.preventDefault();
+      const text = note.value.trim();
+      if (!text) { error.textContent = "Give a reason: it goes into the audit log."; note.focus(); return; }
+      done(text);
+    };
+    $("reason-cancel").onclick = () => done(null);
+    dialog.oncancel = (ev) => { ev.preventDefault(); done(null); };
+    dialog.showModal();
+    note.focus();
+  });
+}
+
+function actionButton(report, action, who, opener) {
   const b = el("button", { type: "button", "data-action": action }, action[0].toUpperCase() + action.slice(1));
   b.addEventListener("click", async () => {
-    const note = prompt(`Reason for "${action}"?`);
-    if (!note || !note.trim()) return;
-    await api.request("POST", `/admin/reports/${report.id}/resolve`, { body: { action, note } });
+    const note = await askReason(action, who);
+    if (note === null) { b.focus(); return; }
+    try {
+      await api.request("POST", `/admin/reports/${report.id}/resolve`, { body: { action, note } });
+    } catch (e) {
+      $("queue-status").textContent = e instanceof ApiError ? e.message : "Could not resolve the report.";
+      return;
+    }
+    $("queue-status").textContent = `Report on ${who} resolved: ${action}.`;
     await loadQueue();
+    opener.focus();
   });
   return b;
 }
@@ -119,22 +160,35 @@ async function loadQueue() {
     for (const m of r.messages) {
       item.append(el("blockquote", {}, `${m.sender_id === r.reporter_id ? "Reporter" : "Reported"}: ${m.text}`));
     }
-    item.append(actionButton(r, "dismiss"), actionButton(r, "warn"), actionButton(r, "ban"));
+    const actions = el("div", { class: "actions", role: "group", "aria-label": `Resolve the report on ${who}` });
+    actions.append(...["dismiss", "warn", "ban"].map((a) => actionButton(r, a, who, $("queue-title"))));
+    item.append(actions);
     return item;
   }));
 }
 
+// The access token's role claim, read only to spare a non-admin a refused
+// request: the server checks every admin route itself.
+function tokenRole(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part)).role ?? null;
+  } catch { return null; }
+}
+
+async function refuse() {
+  await api.logout().catch(() => {});
+  $("signin-error").textContent = "This account is not an admin: access refused.";
+  $("signin").hidden = false;
+  $("dashboard").hidden = true;
+}
+
 async function enter() {
+  if (tokenRole(api.accessToken) !== "admin") { await refuse(); return; }
   try {
     await loadCharts();
   } catch (e) {
-    if (e instanceof ApiError && (e.status === 403 || e.status === 401)) {
-      await api.logout().catch(() => {});
-      $("signin-error").textContent = "This account is not an admin: access refused.";
-      $("signin").hidden = false;
-      $("dashboard").hidden = true;
-      return;
-    }
+    if (e instanceof ApiError && (e.status === 403 || e.status === 401)) { await refuse(); return; }
     throw e;
   }
   $("signin").hidden = true;
@@ -156,4 +210,7 @@ $("signin").addEventListener("submit", async (ev) => {
   await enter();
 });
 
-api.refresh().then((ok) => { if (ok) enter(); }).catch(() => {});
+const storage = globalThis.localStorage ?? null;
+trackSessionHint(api, storage);
+// Only a browser that signed in before asks the refresh cookie (no 401 otherwise).
+resumeSession(api, storage).then((ok) => { if (ok) enter(); }).catch(() => {});
