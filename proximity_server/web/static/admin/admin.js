@@ -28,10 +28,11 @@ function svgEl(tag, attrs) {
 function table(labels, values, hidden, caption) {
   const t = el("table", {}, el("caption", {}, caption));
   t.append(el("tr", {}, el("th", { scope: "col" }, "Day"), el("th", { scope: "col" }, "Count")));
-  labels.forEach((label, i) => {
+  // Newest day first: today's figure is the one people look for.
+  for (let i = labels.length - 1; i >= 0; i--) {
     const cell = hidden[i] ? el("td", { class: "hidden-cell" }, "hidden") : el("td", {}, String(values[i]));
-    t.append(el("tr", {}, el("td", {}, label.slice(0, 10)), cell));
-  });
+    t.append(el("tr", {}, el("td", {}, labels[i].slice(0, 10)), cell));
+  }
   return t;
 }
 
@@ -40,13 +41,44 @@ function scrollBox(content, label) {
   return el("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": label }, content);
 }
 
+function svgText(x, y, text, anchor = "start") {
+  const node = svgEl("text", { x, y, "text-anchor": anchor, class: "axis" });
+  node.textContent = text;
+  return node;
+}
+
+// Plot area inside the SVG: room on the left for the scale, below for dates.
+const PAD = { left: 34, right: 6, top: 8, bottom: 18 };
+
 function lineChart(title, labels, series) {
-  const w = 400, h = 140, values = series.values.map((v) => v ?? 0);
-  const max = Math.max(1, ...values);
-  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": `${title} chart` });
-  const step = values.length > 1 ? w / (values.length - 1) : w;
-  const points = values.map((v, i) => `${(i * step).toFixed(1)},${(h - 5 - (v / max) * (h - 10)).toFixed(1)}`);
-  svg.append(svgEl("polyline", { points: points.join(" "), "data-points": values.length }));
+  // Hidden cells (under the minimum count) are gaps, never drawn as zero.
+  const w = 400, h = 140, values = series.values.map((v, i) => (series.hidden[i] ? null : v));
+  const max = Math.max(1, ...values.map((v) => v ?? 0));
+  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": `${title} chart, highest day ${max}` });
+  const pw = w - PAD.left - PAD.right, ph = h - PAD.top - PAD.bottom, bottom = PAD.top + ph;
+  const step = values.length > 1 ? pw / (values.length - 1) : pw;
+  const xy = (v, i) => [(PAD.left + i * step).toFixed(1), (bottom - (v / max) * ph).toFixed(1)];
+  svg.append(
+    svgEl("line", { class: "grid", x1: PAD.left, y1: PAD.top, x2: w - PAD.right, y2: PAD.top }),
+    svgEl("line", { class: "grid", x1: PAD.left, y1: bottom, x2: w - PAD.right, y2: bottom }),
+    svgText(PAD.left - 4, PAD.top + 4, String(max), "end"),
+    svgText(PAD.left - 4, bottom + 4, "0", "end"),
+  );
+  if (labels.length) {
+    svg.append(svgText(PAD.left, h - 3, labels[0].slice(5, 10)), svgText(w - PAD.right, h - 3, labels.at(-1).slice(5, 10), "end"));
+  }
+  let run = [];
+  const endRun = () => {
+    if (run.length > 1) svg.append(svgEl("polyline", { points: run.join(" ") }));
+    run = [];
+  };
+  values.forEach((v, i) => {
+    if (v === null) { endRun(); return; }
+    const [x, y] = xy(v, i);
+    run.push(`${x},${y}`);
+    svg.append(svgEl("circle", { class: "point", cx: x, cy: y, r: 3.5 }));
+  });
+  endRun();
   const box = el("div", { class: "chart" }, el("h3", {}, title));
   box.append(svg, scrollBox(table(labels, series.values, series.hidden, `${title} per day`), `${title} data`));
   return box;
@@ -58,10 +90,14 @@ function barChart(categories) {
     .filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).slice(0, 8);
   const w = 400, h = 140, max = Math.max(1, ...totals.map(([, n]) => n));
   const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": "top categories chart" });
-  const bw = w / Math.max(1, totals.length);
-  totals.forEach(([, n], i) => {
-    const bh = (n / max) * (h - 10);
-    svg.append(svgEl("rect", { class: "bar", x: i * bw + 4, y: h - bh, width: bw - 8, height: bh }));
+  const bw = w / Math.max(1, totals.length), ph = h - 30;
+  totals.forEach(([name, n], i) => {
+    const bh = (n / max) * ph;
+    svg.append(
+      svgEl("rect", { class: "bar", x: i * bw + 4, y: h - 16 - bh, width: bw - 8, height: bh }),
+      svgText(i * bw + bw / 2, h - 16 - bh - 3, String(n), "middle"),
+      svgText(i * bw + bw / 2, h - 3, name.length > 12 ? `${name.slice(0, 11)}…` : name, "middle"),
+    );
   });
   const t = el("table", {}, el("caption", {}, "Sessions per category (visible cells)"));
   for (const [name, n] of totals) t.append(el("tr", {}, el("td", {}, name), el("td", {}, String(n))));
@@ -107,13 +143,15 @@ const ACTION_TITLES = { dismiss: "Dismiss report", warn: "Warn the reported pers
 // inside, Escape cancels); resolves to the trimmed text or null if cancelled.
 function askReason(action, who) {
   const dialog = $("reason-dialog"), note = $("reason-note"), error = $("reason-error");
+  note.oninput = () => { error.textContent = ""; };
   $("reason-title").textContent = `${ACTION_TITLES[action]}: ${who}`;
   $("reason-confirm").textContent = ACTION_TITLES[action].split(" ")[0];
+  $("reason-confirm").className = action === "ban" ? "danger" : "primary";
   note.value = "";
   error.textContent = "";
   return new Promise((resolve) => {
     const done = (value) => {
-      $("reason-form").onsubmit = null; $("reason-cancel").onclick = null; dialog.oncancel = null;
+      $("reason-form").onsubmit = null; $("reason-cancel").onclick = null; dialog.oncancel = null; note.oninput = null;
       if (dialog.open) dialog.close();
       resolve(value);
     };
@@ -131,7 +169,7 @@ function askReason(action, who) {
 }
 
 function actionButton(report, action, who, opener) {
-  const b = el("button", { type: "button", "data-action": action }, action[0].toUpperCase() + action.slice(1));
+  const b = el("button", { type: "button", "data-action": action, class: action === "ban" ? "danger" : "" }, action[0].toUpperCase() + action.slice(1));
   b.addEventListener("click", async () => {
     const note = await askReason(action, who);
     if (note === null) { b.focus(); return; }
@@ -148,6 +186,8 @@ function actionButton(report, action, who, opener) {
   return b;
 }
 
+const reportCount = (n) => (n === 1 ? "1 report" : `${n} reports`);
+
 async function loadQueue() {
   const page = await api.request("GET", "/admin/reports?status=open");
   const box = $("queue");
@@ -156,7 +196,8 @@ async function loadQueue() {
     const who = r.reported.display_name ?? "(no profile)";
     const item = el("article", { class: "report", "data-report": r.id },
       el("h3", {}, `${r.reason}: ${who}`),
-      el("p", {}, `${r.details || "(no details)"} — ${r.reported.reports_total} report(s) in total, filed ${r.created_at}`));
+      el("p", {}, `${r.details || "(no details)"} — ${reportCount(r.reported.reports_total)} in total, filed `,
+        el("time", { datetime: r.created_at }, new Date(r.created_at).toLocaleString())));
     for (const m of r.messages) {
       item.append(el("blockquote", {}, `${m.sender_id === r.reporter_id ? "Reporter" : "Reported"}: ${m.text}`));
     }
