@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE = 10
 DEFAULT_RATE_LIMIT_API_PER_MINUTE = 100
 DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE = 60
 DEFAULT_PHOTO_URL_TTL_SECONDS = 3600
+DEFAULT_STATS_MIN_COUNT = 10
 LOG_FORMATS = ("json", "text")
 PASSWORD_HASH_PROFILES = ("production", "test")
 DEFAULT_PASSWORD_HASH_PROFILE = PASSWORD_HASH_PROFILES[0]
@@ -122,6 +124,11 @@ def _profile(env: Mapping[str, str]) -> str:
     return profile
 
 
+def _emails(raw: str | None) -> frozenset[str]:
+    """ADMIN_EMAILS: comma- (or newline-) separated, compared lower-case."""
+    return frozenset(e.strip().lower() for e in re.split(r"[,\n]", raw or "") if e.strip())
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the SQLAlchemy spelling ``postgresql+asyncpg://`` as well."""
     for prefix in ("postgresql+asyncpg://", "postgres+asyncpg://"):
@@ -181,6 +188,10 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # "production" argon2id parameters, or cheap "test" ones for the test suite.
     password_hash_profile: str = DEFAULT_PASSWORD_HASH_PROFILE
+    # Admin console: accounts whose email is listed sign in as admins.
+    admin_emails: frozenset[str] = frozenset()
+    # Stats cells below this count are hidden (and enough others to protect them).
+    stats_min_count: int = DEFAULT_STATS_MIN_COUNT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -233,6 +244,8 @@ class Settings:
             web_root=Path(web_root) if (web_root := _read(env, "WEB_ROOT")) else None,
             trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
             password_hash_profile=_profile(env),
+            admin_emails=_emails(_read(env, "ADMIN_EMAILS")),
+            stats_min_count=_int(env, "STATS_MIN_COUNT", DEFAULT_STATS_MIN_COUNT, minimum=1),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -54,3 +54,11 @@ async def static(request: web.Request) -> web.Response:
     if asset is None:
         raise NotFound("no such file")
     return _respond(request, asset, STATIC_CACHE_CONTROL)
+
+
+ADMIN_CONSOLE_FILE: Final = "admin/index.html"
+
+
+async def admin_console(request: web.Request) -> web.Response:
+    """GET /admin/: the admin console (its scripts are under /static/admin/)."""
+    return await _page(request, ADMIN_CONSOLE_FILE)

@@ -30,8 +30,11 @@ TYPING: Final = "typing"
 PRESENCE: Final = "presence"
 NUDGE: Final = "nudge"
 LOGOUT: Final = "logout"
+BAN: Final = "ban"
 
-KINDS: Final = frozenset({EVENT, TYPING, PRESENCE, NUDGE, LOGOUT})
+KINDS: Final = frozenset({EVENT, TYPING, PRESENCE, NUDGE, LOGOUT, BAN})
+# Control kinds: acted on by the user socket, never sent to a client as such.
+CONTROL_KINDS: Final = frozenset({LOGOUT, BAN})
 # Kinds whose body is the JSON of the wire message itself.
 JSON_KINDS: Final = frozenset({EVENT, TYPING, PRESENCE})
 
@@ -85,6 +88,11 @@ def logout(before_ms: int) -> bytes:
     return encode(LOGOUT, str(int(before_ms)).encode())
 
 
+def ban(before_ms: int) -> bytes:
+    """The user was banned: their sockets opened before ``before_ms`` close with 4403."""
+    return encode(BAN, str(int(before_ms)).encode())
+
+
 # -- the consumer ---------------------------------------------------------------------
 
 
@@ -107,6 +115,6 @@ def to_message(raw: str | bytes) -> dict[str, Any] | None:
         except orjson.JSONDecodeError:
             return None
         return message if isinstance(message, dict) else None
-    if kind == LOGOUT and body.isdigit():
-        return {"type": LOGOUT, "before_ms": int(body)}
+    if kind in CONTROL_KINDS and body.isdigit():
+        return {"type": kind, "before_ms": int(body)}
     return None

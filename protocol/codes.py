@@ -41,6 +41,7 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4008  # outgoing queue overflowed
     RESYNC = 4009  # durable events could not be delivered in order: reconnect and resume
     AUTH_EXPIRED = 4401  # credential expired or revoked
+    BANNED = 4403  # the account was banned: do not reconnect; sign out
     SESSION_EXPIRED = 4410  # the proximity session behind the socket ended
 
 
@@ -53,5 +54,6 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.SLOW_CONSUMER: "slow consumer",
     CloseCode.RESYNC: "resync: reconnect and resume",
     CloseCode.AUTH_EXPIRED: "credential expired",
+    CloseCode.BANNED: "banned",
     CloseCode.SESSION_EXPIRED: "session expired",
 }

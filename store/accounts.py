@@ -18,6 +18,7 @@ from typing import Final
 
 import asyncpg
 
+from protocol import bus
 from store.mux import MuxCluster, MuxRedis
 from store.pubsub import Publisher
 from store.redis_client import RedisClient, lua_source
@@ -37,6 +38,7 @@ class User:
     id: str
     email: str
     password_hash: str
+    banned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +61,16 @@ class Rotation:
     outcome: str
     user_id: str | None = None
     family_id: str | None = None
+    email: str | None = None
 
 
 def _user(row: asyncpg.Record) -> User:
-    return User(id=str(row["id"]), email=row["email"], password_hash=row["password_hash"])
+    return User(
+        id=str(row["id"]),
+        email=row["email"],
+        password_hash=row["password_hash"],
+        banned=bool(row.get("banned")),
+    )
 
 
 class AccountStore:
@@ -93,7 +101,9 @@ class AccountStore:
 
     async def user_by_email(self, email: str) -> User | None:
         row = await self._pool.fetchrow(
-            "SELECT id, email, password_hash FROM users WHERE email = $1 AND deleted_at IS NULL", email
+            """SELECT id, email, password_hash, banned_at IS NOT NULL AS banned
+               FROM users WHERE email = $1 AND deleted_at IS NULL""",
+            email,
         )
         return None if row is None else _user(row)
 
@@ -131,7 +141,7 @@ class AccountStore:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """SELECT t.user_id, t.family_id, t.expires_at, t.used_at, t.revoked_at,
-                          u.deleted_at IS NOT NULL AS user_deleted
+                          u.deleted_at IS NOT NULL OR u.banned_at IS NOT NULL AS user_deleted, u.email
                    FROM refresh_tokens t JOIN users u ON u.id = t.user_id
                    WHERE t.token_hash = $1
                    FOR UPDATE OF t""",
@@ -156,7 +166,7 @@ class AccountStore:
                 row["family_id"],
                 expires_at,
             )
-            return Rotation(RotationOutcome.ROTATED, user_id, family_id)
+            return Rotation(RotationOutcome.ROTATED, user_id, family_id, row["email"])
 
     @staticmethod
     async def _revoke_family_in_transaction(conn: asyncpg.Connection, family_id: uuid.UUID, now: dt.datetime) -> None:
@@ -229,8 +239,9 @@ class AccountStore:
         )
         return value
 
-    async def publish_user_event(self, user_id: str, event: str) -> None:
-        await self._publisher.publish(self._keys.user_channel(user_id), event)
+    async def publish_logout(self, user_id: str, before_ms: int) -> None:
+        """Tell every process: the user's sockets opened before ``before_ms`` close (4401)."""
+        await self._publisher.publish(self._keys.user_channel(user_id), bus.logout(before_ms))
 
 
 def _ms(moment: dt.datetime) -> int:

@@ -103,6 +103,7 @@ def page_sql(q: DiscoverQuery) -> tuple[str, list[object]]:
 
     where = [
         "u.deleted_at IS NULL",
+        "u.banned_at IS NULL",
         "p.user_id <> $1",
         "p.gender = ANY($2::text[])",  # the viewer wants them
         "$3 = ANY(p.interested_in)",  # they want the viewer

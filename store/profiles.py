@@ -162,6 +162,7 @@ class ProfileStore:
             f"""SELECT {PROFILE_COLUMNS}
                 FROM profiles p JOIN users u ON u.id = p.user_id
                 WHERE p.user_id = $2 AND u.deleted_at IS NULL
+                  AND (u.banned_at IS NULL OR p.user_id = $1)
                   AND NOT EXISTS (
                       SELECT 1 FROM blocks b WHERE (b.blocker, b.blocked) IN (($1::uuid, $2::uuid), ($2, $1))
                   )""",  # noqa: S608 (constant columns)

@@ -103,6 +103,10 @@ class Keys:
         """Counter of one fixed rate-limit window (``subject`` is an IP, a user id or an email digest)."""
         return f"{self.prefix}rl:{scope}:{subject}:{window}"
 
+    def active_users(self, day: str) -> str:
+        """HyperLogLog of the users active on a UTC day (YYYY-MM-DD); aggregate only."""
+        return f"{self.prefix}{STATS_TAG}:dau:{day}"
+
 
 _HASH_TAG = re.compile(r"\{([^}]*)\}")
 

@@ -32,6 +32,12 @@ BATCH_RETENTION_DAYS = 7
 SESSIONS = "s"
 MATCHES = "m"
 CATEGORY = "c"
+# Hourly fields: "h|s|HOUR", "h|m|HOUR", "h|c|HOUR|CATEGORY" (HOUR is YYYY-MM-DDTHH, UTC).
+HOURLY = "h"
+# Metric names in hourly_stats; a category's sessions are "c:<category>".
+HOURLY_METRICS: dict[str, str] = {SESSIONS: "sessions", MATCHES: "matches"}
+CATEGORY_METRIC_PREFIX = "c:"
+ACTIVE_USERS_TTL_SECONDS = 3 * 24 * 3600
 
 # KEYS: pending, inflight, batches. ARGV[1]: a fresh random epoch, used if none is set yet.
 _MOVE_PENDING = """
@@ -67,11 +73,27 @@ class CounterBatch:
     sessions: dict[dt.date, int] = field(default_factory=lambda: defaultdict(int))
     matches: dict[dt.date, int] = field(default_factory=lambda: defaultdict(int))
     categories: dict[tuple[dt.date, str], int] = field(default_factory=lambda: defaultdict(int))
+    hourly: dict[tuple[dt.datetime, str], int] = field(default_factory=lambda: defaultdict(int))
+
+    def _add_hourly(self, parts: list[str], raw: str) -> None:
+        try:
+            hour = dt.datetime.strptime(parts[2], "%Y-%m-%dT%H").replace(tzinfo=dt.UTC)
+            value = int(raw)
+        except ValueError:
+            return
+        if parts[1] in HOURLY_METRICS and len(parts) == 3:
+            self.hourly[(hour, HOURLY_METRICS[parts[1]])] += value
+        elif parts[1] == CATEGORY and len(parts) == 4:
+            self.hourly[(hour, CATEGORY_METRIC_PREFIX + parts[3])] += value
 
     def add_fields(self, fields: dict[str, str]) -> None:
         for name, raw in fields.items():
             parts = name.split("|")
             if len(parts) < 2:
+                continue
+            if parts[0] == HOURLY:
+                if len(parts) >= 3:
+                    self._add_hourly(parts, raw)
                 continue
             try:
                 day = dt.date.fromisoformat(parts[1])
@@ -87,7 +109,7 @@ class CounterBatch:
 
     @property
     def empty(self) -> bool:
-        return not (self.sessions or self.matches or self.categories)
+        return not (self.sessions or self.matches or self.categories or self.hourly)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +173,12 @@ class StatsStore:
                    SET count = interest_category_counts.count + EXCLUDED.count""",
                 [(day, category, n) for (day, category), n in sorted(batch.categories.items())],
             )
+        if batch.hourly:
+            await conn.executemany(
+                """INSERT INTO hourly_stats (hour, metric, count) VALUES ($1, $2, $3)
+                   ON CONFLICT (metric, hour) DO UPDATE SET count = hourly_stats.count + EXCLUDED.count""",
+                [(hour, metric, n) for (hour, metric), n in sorted(batch.hourly.items())],
+            )
         await conn.execute(
             "DELETE FROM stats_flush_batches WHERE flushed_at < now() - make_interval(days => $1)",
             BATCH_RETENTION_DAYS,
@@ -202,3 +230,25 @@ class StatsStore:
             category_counts=categories,
             active_sessions=int(active),
         )
+
+    async def record_active_users(self, day: dt.date, user_ids: list[str]) -> int:
+        """Add users to the day's HyperLogLog and keep its count in PostgreSQL
+        (never lowered: a retried flush cannot undo a higher count)."""
+        key = self._keys.active_users(day.isoformat())
+        async with self._client.pipeline(transaction=False) as pipe:
+            if user_ids:
+                pipe.pfadd(key, *user_ids)
+            pipe.expire(key, ACTIVE_USERS_TTL_SECONDS)
+            pipe.pfcount(key)
+            *_, count = await pipe.execute()
+        await self._pool.execute(
+            """INSERT INTO daily_active_users (date, count) VALUES ($1, $2)
+               ON CONFLICT (date) DO UPDATE SET count = GREATEST(daily_active_users.count, EXCLUDED.count)""",
+            day,
+            int(count),
+        )
+        return int(count)
+
+    async def active_sessions(self, now_ms: int) -> int:
+        """Live proximity sessions right now (the index of session expiries)."""
+        return int(await self._client.zcount(self._keys.active_sessions, f"({now_ms}", "+inf"))

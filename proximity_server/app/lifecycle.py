@@ -32,18 +32,20 @@ from config.settings import photos_dir
 from protocol.codes import CloseCode
 from proximity_server.app import state as keys
 from proximity_server.features.accounts import AccountService
+from proximity_server.features.admin import AdminService
 from proximity_server.features.conversations import ConversationService
 from proximity_server.features.discover import DiscoverService
 from proximity_server.features.erasure import CleanupWorker, ErasureService
 from proximity_server.features.export import ExportService
 from proximity_server.features.likes import LikeService
+from proximity_server.features.moderation import ModerationService
 from proximity_server.features.passwords import PROFILES, Passwords
 from proximity_server.features.photo_urls import PhotoUrls, photo_url_key
 from proximity_server.features.photos import IMAGE_WORKERS, PhotoService
 from proximity_server.features.profiles import ProfileService
 from proximity_server.features.proximity import ProximityService, SessionSockets
 from proximity_server.features.rate_limit import RateLimiter
-from proximity_server.features.stats import CounterFlusher
+from proximity_server.features.stats import ActiveUsers, CounterFlusher
 from proximity_server.features.taxonomy import OTHER_CATEGORY
 from proximity_server.features.tokens import AccessTokens, load_or_create_secret
 from proximity_server.realtime.broker import create_broker
@@ -53,6 +55,7 @@ from proximity_server.realtime.user_socket import Realtime
 from proximity_server.runtime.metrics import Metrics
 from store import db, redis_client
 from store.accounts import AccountStore
+from store.admin import AdminStore, BanSignals
 from store.conversations import ConversationStore
 from store.discover import DiscoverStore
 from store.erasure import CleanupJobs, ErasureStore, UserKeys
@@ -178,7 +181,11 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.ACCESS_TOKENS] = tokens
     app[keys.RATE_LIMITER] = limiter
-    app[keys.ACCOUNTS] = AccountService(store, passwords, tokens, limiter)
+    active = ActiveUsers()
+    app[keys.ACTIVE_USERS] = active
+    app[keys.ACCOUNTS] = AccountService(
+        store, passwords, tokens, limiter, admin_emails=settings.admin_emails, on_active=active.seen
+    )
     yield
     executor.shutdown(wait=True, cancel_futures=True)
 
@@ -322,7 +329,12 @@ async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def flusher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    flusher = CounterFlusher(app[keys.STATS_STORE], settings.stats_flush_interval)
+    flusher = CounterFlusher(
+        app[keys.STATS_STORE],
+        settings.stats_flush_interval,
+        app[keys.ACTIVE_USERS],
+        lambda: app[keys.REALTIME].local_users() if keys.REALTIME in app else [],
+    )
     app[keys.FLUSHER] = flusher
     task = _background(flusher.run(), "counter-flusher")
     yield
@@ -354,6 +366,15 @@ async def close_sockets(app: web.Application) -> None:
         await hub.close_all(CloseCode.GOING_AWAY)
 
 
+async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The admin console: statistics over time, moderation and bans."""
+    store = AdminStore(app[keys.PG_POOL])
+    app[keys.ADMIN] = AdminService(store, app[keys.SETTINGS].stats_min_count)
+    signals = BanSignals(app[keys.REDIS], app[keys.REDIS_KEYS], app[keys.PUBLISHER])
+    app[keys.MODERATION] = ModerationService(store, signals, app[keys.PHOTOS].urls)
+    yield
+
+
 CLEANUP_CONTEXTS = (
     metrics_ctx,
     redis_ctx,
@@ -367,4 +388,5 @@ CLEANUP_CONTEXTS = (
     pubsub_ctx,
     flusher_ctx,
     sweeper_ctx,
+    admin_ctx,
 )

@@ -470,6 +470,7 @@ def _paths() -> dict[str, Any]:
     session_param = _path_param("ble_token", BLE_TOKEN)
     return {
         **_web_paths(),
+        **_admin_paths(),
         "/livez": {"get": _op("livez", "Liveness (no I/O)", {"200": _ok("alive", ref("Live"))}, tags=["health"])},
         "/health": {
             "get": _op(
@@ -986,5 +987,151 @@ def document() -> dict[str, Any]:
                 "sessionIdQuery": {"type": "apiKey", "in": "query", "name": "session_id"},
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "the ADMIN_TOKEN setting"},
             },
+        },
+    }
+
+
+# -- Admin console ------------------------------------------------------------
+
+ADMIN: Final[list[dict[str, list[str]]]] = [{"accessToken": []}, {"adminToken": []}]
+ADMIN_DESCRIPTION: Final = (
+    "Admins only: an access token carrying the admin role (accounts listed in ADMIN_EMAILS) or the "
+    "ADMIN_TOKEN. 401 without a credential, 403 for anybody else. Every action is audited."
+)
+_CELLS: Final = _obj(
+    {
+        "values": {"type": "array", "items": {"type": ["integer", "null"]}},
+        "hidden": {"type": "array", "items": {"type": "boolean"}},
+    },
+    ["values", "hidden"],
+)
+_HISTORY: Final = _obj(
+    {
+        "granularity": {"type": "string", "enum": ["day", "hour"]},
+        "from": {"type": "string", "format": "date-time"},
+        "to": {"type": "string", "format": "date-time"},
+        "min_count": {"type": "integer"},
+        "buckets": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+        "series": {"type": "object", "additionalProperties": _CELLS},
+        "category_sessions": {"type": "object", "additionalProperties": _CELLS},
+    },
+    ["granularity", "from", "to", "min_count", "buckets", "series", "category_sessions"],
+)
+_REPORT: Final = _obj(
+    {
+        "id": {"type": "string", "format": "uuid"},
+        "reason": {"type": "string"},
+        "details": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "status": {"type": "string", "enum": ["open", "resolved"]},
+        "resolved_at": {"type": ["string", "null"]},
+        "resolution": {"type": ["string", "null"]},
+        "resolution_note": {"type": ["string", "null"]},
+        "reporter_id": {"type": "string", "format": "uuid"},
+        "reported": {"type": "object"},
+        "messages": {"type": "array", "items": {"type": "object"}},
+    },
+    ["id", "reason", "details", "created_at", "status", "reported", "messages"],
+    closed=False,
+)
+
+
+def _admin_op(op_id: str, summary: str, responses: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return _op(op_id, summary, responses, security=ADMIN, tags=["admin"], description=ADMIN_DESCRIPTION, **kw)
+
+
+def _admin_paths() -> dict[str, Any]:
+    e = _errors
+    user_id = _path_param("user_id", {"type": "string", "format": "uuid"})
+    return {
+        "/admin/": _web_page("adminConsole", "The admin console (sign in with an admin account)"),
+        "/stats/history": {
+            "get": _admin_op(
+                "statsHistory",
+                "Aggregates over time; cells under STATS_MIN_COUNT are null and flagged hidden",
+                {"200": _ok("time series", _HISTORY), **e(400, 401, 403, 503)},
+                parameters=[
+                    _query("from", {"type": "string"}, "ISO date or date-time (UTC), first bucket"),
+                    _query("to", {"type": "string"}, "ISO date or date-time (UTC), last bucket; default now"),
+                    _query("granularity", {"type": "string", "enum": ["day", "hour"], "default": "day"}),
+                ],
+            )
+        },
+        "/admin/live": {
+            "get": _admin_op(
+                "adminLive",
+                "Server-sent events: active proximity sessions and open sockets every two seconds",
+                {
+                    "200": {
+                        "description": "an event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **e(401, 403),
+                },
+            )
+        },
+        "/admin/audit": {
+            "get": _admin_op(
+                "adminAudit",
+                "The audit trail of admin actions, newest first (append-only)",
+                {
+                    "200": _ok(
+                        "a page",
+                        _obj(
+                            {"entries": {"type": "array", "items": {"type": "object"}}, "next_cursor": CURSOR},
+                            ["entries", "next_cursor"],
+                        ),
+                    ),
+                    **e(400, 401, 403, 503),
+                },
+                parameters=[LIMIT_100, CURSOR_Q],
+            )
+        },
+        "/admin/reports": {
+            "get": _admin_op(
+                "adminReports",
+                "The moderation queue, oldest first",
+                {
+                    "200": _ok(
+                        "a page",
+                        _obj(
+                            {"reports": {"type": "array", "items": _REPORT}, "next_cursor": CURSOR},
+                            ["reports", "next_cursor"],
+                        ),
+                    ),
+                    **e(400, 401, 403, 503),
+                },
+                parameters=[_query("status", {"type": "string", "enum": ["open", "resolved"]}), LIMIT_100, CURSOR_Q],
+            )
+        },
+        "/admin/reports/{report_id}/resolve": {
+            "post": _admin_op(
+                "adminResolveReport",
+                "Resolve a report: dismiss, warn or ban the reported person",
+                {"200": _ok("resolved", {"type": "object"}), **e(400, 401, 403, 404, 409, 415, 503)},
+                parameters=[_path_param("report_id", {"type": "string", "format": "uuid"})],
+                body=_json_body(
+                    _obj(
+                        {"action": {"type": "string", "enum": ["dismiss", "warn", "ban"]}, "note": {"type": "string"}},
+                        ["action", "note"],
+                    )
+                ),
+            )
+        },
+        "/admin/users/{user_id}/ban": {
+            "post": _admin_op(
+                "adminBan",
+                "Ban a person: tokens revoked, sockets closed (4403), sessions ended, profile hidden",
+                {"200": _ok("banned", {"type": "object"}), **e(400, 401, 403, 404, 415, 503)},
+                parameters=[user_id],
+                body=_json_body(_obj({"reason": {"type": "string"}}, ["reason"])),
+            ),
+            "delete": _admin_op(
+                "adminUnban",
+                "Lift a ban (nothing was deleted; the person signs in again)",
+                {"200": _ok("unbanned", {"type": "object"}), **e(400, 401, 403, 404, 415, 503)},
+                parameters=[user_id],
+                body=_optional_json_body(_obj({"reason": {"type": "string"}}, [])),
+            ),
         },
     }

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handlers import (
     accounts,
+    admin,
     conversations,
     data_rights,
     discover,
@@ -68,5 +69,14 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.get("/conversations/{conversation_id}/messages", conversations.list_messages, allow_head=False),
             web.post("/conversations/{conversation_id}/messages", conversations.send_message),
             web.post("/conversations/{conversation_id}/read", conversations.mark_read),
+            # Admin console (API; the page is added below).
+            web.get("/stats/history", admin.history, allow_head=False),
+            web.get("/admin/live", admin.live, allow_head=False),
+            web.get("/admin/audit", admin.audit, allow_head=False),
+            web.get("/admin/reports", admin.reports, allow_head=False),
+            web.post("/admin/reports/{report_id}/resolve", admin.resolve_report),
+            web.post("/admin/users/{user_id}/ban", admin.ban),
+            web.delete("/admin/users/{user_id}/ban", admin.unban),
+            web.get("/admin/", web_app.admin_console, allow_head=False),
         ]
     )

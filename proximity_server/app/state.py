@@ -17,16 +17,18 @@ if TYPE_CHECKING:
     from config.settings import Settings
     from proximity_server.app.webapp import WebFiles
     from proximity_server.features.accounts import AccountService
+    from proximity_server.features.admin import AdminService
     from proximity_server.features.conversations import ConversationService
     from proximity_server.features.discover import DiscoverService
     from proximity_server.features.erasure import CleanupWorker, ErasureService
     from proximity_server.features.export import ExportService
     from proximity_server.features.likes import LikeService
+    from proximity_server.features.moderation import ModerationService
     from proximity_server.features.photos import PhotoService
     from proximity_server.features.profiles import ProfileService
     from proximity_server.features.proximity import ProximityService, SessionSockets
     from proximity_server.features.rate_limit import RateLimiter, TrustedProxies
-    from proximity_server.features.stats import CounterFlusher
+    from proximity_server.features.stats import ActiveUsers, CounterFlusher
     from proximity_server.features.taxonomy import Taxonomy
     from proximity_server.features.tokens import AccessTokens
     from proximity_server.realtime.broker import Broker
@@ -73,3 +75,6 @@ WEB_FILES: web.AppKey[WebFiles] = web.AppKey("web_files")
 ERASURE: web.AppKey[ErasureService] = web.AppKey("erasure")
 CLEANUP: web.AppKey[CleanupWorker] = web.AppKey("cleanup")
 EXPORT: web.AppKey[ExportService] = web.AppKey("export")
+ADMIN: web.AppKey[AdminService] = web.AppKey("admin")
+MODERATION: web.AppKey[ModerationService] = web.AppKey("moderation")
+ACTIVE_USERS: web.AppKey[ActiveUsers] = web.AppKey("active_users")

@@ -16,11 +16,12 @@ import ipaddress
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from protocol.codes import ErrorCode
-from proximity_server.features.errors import BadRequest, Conflict, Unauthorized
+from proximity_server.features.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from proximity_server.features.passwords import Passwords, check_password_rules
 from proximity_server.features.rate_limit import WINDOW_MS, RateLimiter, current_window, raise_if_over
 from proximity_server.features.tokens import (
@@ -36,7 +37,6 @@ from store.accounts import AccountStore, EmailTaken, RotationOutcome
 MAX_EMAIL_LENGTH: Final = 254
 MAX_REFRESH_TOKEN_LENGTH: Final = 128
 _EMAIL_SHAPE: Final = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
-LOGOUT_EVENT: Final = "logout"
 BAD_CREDENTIALS: Final = "wrong email or password"
 BAD_REFRESH_TOKEN: Final = "invalid refresh token"  # noqa: S105 (a message)
 MISSING_ACCESS_TOKEN: Final = "send an access token"  # noqa: S105 (a message)
@@ -50,6 +50,7 @@ REFRESH_COOKIE_PATH: Final = "/auth"
 REFRESH_COOKIE_HEADER: Final = "X-Refresh-Cookie"
 REFRESH_COOKIE_HEADER_VALUE: Final = "1"
 CSRF_CODE: Final = "csrf"
+BANNED_CODE: Final = "banned"
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.", "127.0.0.1", "::1"})
 
 
@@ -100,8 +101,18 @@ def _utc(now: float) -> dt.datetime:
 
 
 class AccountService:
-    def __init__(self, store: AccountStore, passwords: Passwords, tokens: AccessTokens, limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        store: AccountStore,
+        passwords: Passwords,
+        tokens: AccessTokens,
+        limiter: RateLimiter,
+        admin_emails: frozenset[str] = frozenset(),
+        on_active: Callable[[str], None] | None = None,
+    ) -> None:
         self._store = store
+        self._admin_emails = admin_emails
+        self._on_active = on_active
         self._passwords = passwords
         self._tokens = tokens
         self.limiter = limiter
@@ -113,16 +124,21 @@ class AccountService:
             user = await self._store.create_user(email, password_hash)
         except EmailTaken:
             raise Conflict("an account with this email already exists") from None
-        return await self._start_family(user.id)
+        return await self._start_family(user.id, admin=self.is_admin_email(user.email))
+
+    def is_admin_email(self, email: str | None) -> bool:
+        return email is not None and email.lower() in self._admin_emails
 
     async def login(self, email: str, password: str) -> TokenPair:
         user = await self._store.user_by_email(email)
         ok = await self._passwords.verify(None if user is None else user.password_hash, password)
         if user is None or not ok:
             raise Unauthorized(BAD_CREDENTIALS)
+        if user.banned:
+            raise Forbidden("this account is banned", code=BANNED_CODE)
         if self._passwords.needs_rehash(user.password_hash):
             await self._store.update_password_hash(user.id, await self._passwords.hash(password))
-        return await self._start_family(user.id)
+        return await self._start_family(user.id, admin=self.is_admin_email(user.email))
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         check_refresh_token_shape(refresh_token)
@@ -138,7 +154,7 @@ class AccountService:
             raise Unauthorized("this refresh token was already used; its session has been revoked")
         if rotation.outcome != RotationOutcome.ROTATED or rotation.user_id is None:
             raise Unauthorized(BAD_REFRESH_TOKEN)
-        access = self._tokens.issue(rotation.user_id, now)
+        access = self._tokens.issue(rotation.user_id, now, admin=self.is_admin_email(rotation.email))
         return TokenPair(rotation.user_id, access.token, new_token, access.expires_in)
 
     async def logout(self, refresh_token: str) -> None:
@@ -153,7 +169,7 @@ class AccountService:
 
     async def announce_logout(self, user_id: str, now: float) -> None:
         """Tell the user's open sockets that tokens issued before ``now`` are dead (they close with 4401)."""
-        await self._store.publish_user_event(user_id, f"{LOGOUT_EVENT}|{int(now * 1000)}")  # ms, like iat checks
+        await self._store.publish_logout(user_id, int(now * 1000))  # ms, like iat checks
 
     async def reauthenticate(self, user_id: str, password: str) -> None:
         """Fresh proof for a grave action: the account's current password, or 401."""
@@ -177,6 +193,8 @@ class AccountService:
         except InvalidToken:
             raise Unauthorized(BAD_ACCESS_TOKEN) from None
         await self.authorize(claims, count=count)
+        if self._on_active is not None:
+            self._on_active(claims.user_id)
         return claims
 
     async def authorize(self, claims: AccessClaims, *, count: bool = True) -> None:
@@ -194,11 +212,11 @@ class AccountService:
             raise Unauthorized("this token was revoked")
         raise_if_over(check.api_hits, self.limiter.api_per_minute, window)
 
-    async def _start_family(self, user_id: str) -> TokenPair:
+    async def _start_family(self, user_id: str, *, admin: bool = False) -> TokenPair:
         now = time.time()
         refresh_token = new_refresh_token()
         await self._store.add_refresh_token(
             refresh_token_hash(refresh_token), user_id, str(uuid.uuid4()), _utc(now + REFRESH_TOKEN_TTL_SECONDS)
         )
-        access = self._tokens.issue(user_id, now)
+        access = self._tokens.issue(user_id, now, admin=admin)
         return TokenPair(user_id, access.token, refresh_token, access.expires_in)

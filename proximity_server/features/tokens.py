@@ -45,6 +45,9 @@ JWT_SECRET_FILE_MODE: Final = 0o600
 MIN_JWT_SECRET_LENGTH: Final = 32
 _REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub", "jti")
 VERIFIED_TOKEN_CACHE_SIZE: Final = 4096
+# The ``role`` claim of an admin's access token (absent for everybody else).
+ROLE_CLAIM: Final = "role"
+ADMIN_ROLE: Final = "admin"
 
 
 class InvalidToken(Exception):
@@ -56,6 +59,7 @@ class AccessClaims:
     user_id: str
     jti: str
     issued_at: float  # unix seconds, millisecond precision
+    admin: bool = False  # the token carries the admin role claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +94,10 @@ class AccessTokens:
         self._clock = clock
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
-    def issue(self, user_id: str, now: float) -> IssuedAccessToken:
+    def issue(self, user_id: str, now: float, *, admin: bool = False) -> IssuedAccessToken:
         issued_at = round(now, 3)
         jti = uuid.uuid4().hex
-        payload = {
+        payload: dict[str, object] = {
             "iss": self._issuer,
             "aud": self._audience,
             "sub": user_id,
@@ -101,8 +105,10 @@ class AccessTokens:
             "exp": int(now) + self._ttl,
             "jti": jti,
         }
+        if admin:
+            payload[ROLE_CLAIM] = ADMIN_ROLE
         token = jwt.encode(payload, self._secret, algorithm=JWT_ALGORITHM)
-        return IssuedAccessToken(token, AccessClaims(user_id, jti, issued_at), self._ttl)
+        return IssuedAccessToken(token, AccessClaims(user_id, jti, issued_at, admin), self._ttl)
 
     def verify(self, token: str) -> AccessClaims:
         """The claims of a valid token; raises InvalidToken. Remembers valid tokens until they expire."""
@@ -142,7 +148,8 @@ class AccessTokens:
             user_id = str(uuid.UUID(sub))
         except ValueError:
             raise InvalidToken("malformed subject") from None
-        return AccessClaims(user_id, jti, float(iat)), float(int(exp))  # as pyjwt compares it
+        admin = payload.get(ROLE_CLAIM) == ADMIN_ROLE
+        return AccessClaims(user_id, jti, float(iat), admin), float(int(exp))  # as pyjwt compares it
 
 
 def new_refresh_token() -> str:

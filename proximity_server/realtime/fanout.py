@@ -26,7 +26,7 @@ Decide = Callable[[Connection, dict[str, Any]], bool]
 
 
 def not_control(conn: Connection, message: dict[str, Any]) -> bool:
-    return message.get("type") != bus.LOGOUT
+    return message.get("type") not in bus.CONTROL_KINDS
 
 
 class Fanout:

@@ -170,6 +170,10 @@ class Realtime:
         )
         self.auth = AuthPhase(accounts, self.open, self._spawn)
 
+    def local_users(self) -> list[str]:
+        """The users holding a socket on this process (for daily active users)."""
+        return list(self._local)
+
     # -- authentication ----------------------------------------------------------
 
     async def open(self, conn: Connection, claims: AccessClaims) -> None:
@@ -251,7 +255,11 @@ class Realtime:
         """Per-socket delivery decisions for events on a user channel."""
         state = self._sockets.get(conn)
         if state is None:
-            return message.get("type") != bus.LOGOUT
+            return message.get("type") not in bus.CONTROL_KINDS
+        if message.get("type") == bus.BAN:
+            if state.issued_at_ms < message["before_ms"]:
+                conn.close_soon(CloseCode.BANNED)
+            return False
         if message.get("type") == bus.LOGOUT:
             if state.issued_at_ms < message["before_ms"]:
                 conn.close_soon(CloseCode.AUTH_EXPIRED)

@@ -14,3 +14,9 @@ local function utc_day(unix_seconds)
   return string.format('%04d-%02d-%02d', y, m, d)
 end
 
+
+-- The UTC hour (YYYY-MM-DDTHH) of a Unix time in seconds: hourly counters
+-- ("h|s|HOUR", "h|m|HOUR", "h|c|HOUR|CATEGORY") feed GET /stats/history.
+local function utc_hour(unix_seconds)
+  return utc_day(unix_seconds) .. 'T' .. string.format('%02d', math.floor((unix_seconds % 86400) / 3600))
+end

@@ -8,9 +8,12 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 if ARGV[3] == '1' then
   local t = redis.call('TIME')
   local day = utc_day(tonumber(t[1]))
+  local hour = utc_hour(tonumber(t[1]))
   redis.call('HINCRBY', KEYS[2], 's|' .. day, 1)
+  redis.call('HINCRBY', KEYS[2], 'h|s|' .. hour, 1)
   for category in string.gmatch(ARGV[4], '[^,]+') do
     redis.call('HINCRBY', KEYS[2], 'c|' .. day .. '|' .. category, 1)
+    redis.call('HINCRBY', KEYS[2], 'h|c|' .. hour .. '|' .. category, 1)
   end
 end
 return 1

@@ -14,9 +14,12 @@ end
 redis.call('ZADD', KEYS[2], expires_ms, ARGV[6])
 if status == 1 then
   local day = utc_day(now_s)
+  local hour = utc_hour(now_s)
   redis.call('HINCRBY', KEYS[3], 's|' .. day, 1)
+  redis.call('HINCRBY', KEYS[3], 'h|s|' .. hour, 1)
   for category in string.gmatch(ARGV[4], '[^,]+') do
     redis.call('HINCRBY', KEYS[3], 'c|' .. day .. '|' .. category, 1)
+    redis.call('HINCRBY', KEYS[3], 'h|c|' .. hour .. '|' .. category, 1)
   end
 end
 return {status, expires_ms, gid, home}

@@ -63,6 +63,7 @@ redis.call('HSET', KEYS[2], 'n:' .. own[2], 1)
 
 local t = redis.call('TIME')
 redis.call('HINCRBY', KEYS[3], 'm|' .. utc_day(tonumber(t[1])), 1)
+redis.call('HINCRBY', KEYS[3], 'h|m|' .. utc_hour(tonumber(t[1])), 1)
 
 local own_channel = own[7] and (ARGV[8] .. '{' .. own[7] .. '}') or ARGV[2]
 local other_channel = other[6] and (ARGV[8] .. '{' .. other[6] .. '}') or ARGV[3]

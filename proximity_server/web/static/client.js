@@ -23,6 +23,8 @@
 export const REFRESH_COOKIE_HEADER = "X-Refresh-Cookie";
 /** Socket close code: credential expired or revoked. */
 export const CLOSE_AUTH_EXPIRED = 4401;
+/** Socket close code: the account was banned; sign out, do not reconnect. */
+export const CLOSE_BANNED = 4403;
 /** Socket close code: the server asks for a reconnect and resume. */
 export const CLOSE_RESYNC = 4009;
 /** The most photos a profile may hold. */
@@ -589,6 +591,7 @@ export class Realtime {
     clearInterval(this._pingTimer);
     this._failPending("disconnected");
     if (!this._wanted) return;
+    if (code === CLOSE_BANNED) { this.stop(); this.api._clearTokens(); return; }
     this._setStatus("reconnecting");
     if (code === CLOSE_AUTH_EXPIRED) {
       try {
