@@ -26,6 +26,8 @@ DEFAULT_RATE_LIMIT_AUTH_PER_MINUTE = 10
 DEFAULT_RATE_LIMIT_API_PER_MINUTE = 100
 DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE = 60
 DEFAULT_PHOTO_URL_TTL_SECONDS = 3600
+DEFAULT_SUGGESTIONS_PER_DAY = 10
+DEFAULT_SUGGESTIONS_MAX_EXPOSURE = 50
 LOG_FORMATS = ("json", "text")
 PASSWORD_HASH_PROFILES = ("production", "test")
 DEFAULT_PASSWORD_HASH_PROFILE = PASSWORD_HASH_PROFILES[0]
@@ -167,6 +169,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # "production" argon2id parameters, or cheap "test" ones for the test suite.
     password_hash_profile: str = DEFAULT_PASSWORD_HASH_PROFILE
+    # Daily suggestions: list length, and how many lists a day one person may appear in.
+    suggestions_per_day: int = DEFAULT_SUGGESTIONS_PER_DAY
+    suggestions_max_exposure: int = DEFAULT_SUGGESTIONS_MAX_EXPOSURE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -218,6 +223,10 @@ class Settings:
             web_root=Path(web_root) if (web_root := _read(env, "WEB_ROOT")) else None,
             trusted_proxies=_networks(env, "TRUSTED_PROXIES"),
             password_hash_profile=_profile(env),
+            suggestions_per_day=_int(env, "SUGGESTIONS_PER_DAY", DEFAULT_SUGGESTIONS_PER_DAY, minimum=1),
+            suggestions_max_exposure=_int(
+                env, "SUGGESTIONS_MAX_EXPOSURE", DEFAULT_SUGGESTIONS_MAX_EXPOSURE, minimum=1
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

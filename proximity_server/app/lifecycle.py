@@ -32,7 +32,9 @@ from config.settings import photos_dir
 from protocol.codes import CloseCode
 from proximity_server.app import state as keys
 from proximity_server.features.accounts import AccountService
+from proximity_server.features.assessment import AssessmentService
 from proximity_server.features.conversations import ConversationService
+from proximity_server.features.crossed_paths import CrossedPaths
 from proximity_server.features.discover import DiscoverService
 from proximity_server.features.likes import LikeService
 from proximity_server.features.passwords import PROFILES, Passwords
@@ -42,6 +44,7 @@ from proximity_server.features.profiles import ProfileService
 from proximity_server.features.proximity import ProximityService, SessionSockets
 from proximity_server.features.rate_limit import RateLimiter
 from proximity_server.features.stats import CounterFlusher
+from proximity_server.features.suggestions import JOB_LOCK_TTL_MS, SuggestionJob, SuggestionService
 from proximity_server.features.taxonomy import OTHER_CATEGORY
 from proximity_server.features.tokens import AccessTokens, load_or_create_secret
 from proximity_server.realtime.broker import RedisBroker, ShardedBroker
@@ -50,10 +53,13 @@ from proximity_server.realtime.user_socket import Realtime
 from proximity_server.runtime.metrics import Metrics
 from store import db, redis_client
 from store.accounts import AccountStore
+from store.assessment import AssessmentStore
 from store.conversations import ConversationStore
+from store.crossed_paths import CrossedPathsStore
 from store.discover import DiscoverStore
 from store.events import EVENT_RETENTION_DAYS, EventStore
 from store.hidden import HiddenPairs
+from store.job_lock import JobLock
 from store.likes import LikeStore
 from store.mux import MuxCluster, MuxRedis
 from store.photos import LocalPhotoStore, PhotoRecords, PhotoStore, open_s3_store
@@ -63,6 +69,7 @@ from store.proximity import ClusterProximityStore, ProximityStore
 from store.pubsub import Publisher
 from store.rate_limit import RateLimitStore
 from store.stats import StatsStore
+from store.suggestions import SuggestionStore
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +136,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     client = app[keys.REDIS]
     redis_keys = app[keys.REDIS_KEYS]
     mux = app[keys.REDIS_MUX]
+    crossed = CrossedPaths(CrossedPathsStore(app[keys.PG_POOL]))
+    app[keys.CROSSED_PATHS] = crossed
     store = (
         ClusterProximityStore(client, mux, redis_keys, OTHER_CATEGORY)
         if isinstance(mux, MuxCluster)
@@ -138,7 +147,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         store,
         app[keys.TAXONOMY],
         settings.session_ttl_seconds,
-        decision_listeners=(app[keys.METRICS].nudges.observe,),
+        decision_listeners=(app[keys.METRICS].nudges.observe, crossed.observe),
     )
     app[keys.STATS_STORE] = StatsStore(client, app[keys.PG_POOL], redis_keys)
 
@@ -331,6 +340,34 @@ async def close_sockets(app: web.Application) -> None:
         await hub.close_all(CloseCode.GOING_AWAY)
 
 
+async def compatibility_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The assessment, daily suggestions (and their job, one process at a
+    time under a Redis lock), and the crossed-paths flusher."""
+    settings = app[keys.SETTINGS]
+    pool = app[keys.PG_POOL]
+    app[keys.ASSESSMENT] = AssessmentService(AssessmentStore(pool))
+    service = SuggestionService(
+        app[keys.PROFILES],
+        SuggestionStore(pool),
+        app[keys.DISCOVER].photos,
+        app[keys.TAXONOMY],
+        settings.suggestions_per_day,
+        settings.suggestions_max_exposure,
+    )
+    app[keys.SUGGESTIONS] = service
+    job = SuggestionJob(service, JobLock(app[keys.REDIS], settings.redis_prefix, "suggestions", JOB_LOCK_TTL_MS))
+    app[keys.SUGGESTION_JOB] = job
+    crossed = app[keys.CROSSED_PATHS]
+    tasks = [_background(crossed.run(), "crossed-paths-flusher"), _background(job.run(), "suggestion-job")]
+    yield
+    for task in tasks:
+        await _cancel(task)
+    try:
+        await crossed.flush_once()
+    except Exception:
+        log.exception("final crossed paths flush failed")
+
+
 CLEANUP_CONTEXTS = (
     metrics_ctx,
     redis_ctx,
@@ -343,4 +380,5 @@ CLEANUP_CONTEXTS = (
     pubsub_ctx,
     flusher_ctx,
     sweeper_ctx,
+    compatibility_ctx,
 )

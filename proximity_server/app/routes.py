@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handlers import (
     accounts,
+    assessment,
     conversations,
     discover,
     health,
@@ -16,6 +17,7 @@ from handlers import (
     profiles,
     proximity,
     stats,
+    suggestions,
     user_socket,
 )
 from handlers import web as web_app
@@ -62,5 +64,10 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.get("/conversations/{conversation_id}/messages", conversations.list_messages, allow_head=False),
             web.post("/conversations/{conversation_id}/messages", conversations.send_message),
             web.post("/conversations/{conversation_id}/read", conversations.mark_read),
+            # Compatibility: the attachment assessment and daily suggestions.
+            web.get("/me/assessment", assessment.questions, allow_head=False),
+            web.put("/me/assessment", assessment.submit),
+            web.get("/me/assessment/result", assessment.result, allow_head=False),
+            web.get("/suggestions", suggestions.suggestions, allow_head=False),
         ]
     )

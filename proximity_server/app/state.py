@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from config.settings import Settings
     from proximity_server.app.webapp import WebFiles
     from proximity_server.features.accounts import AccountService
+    from proximity_server.features.assessment import AssessmentService
     from proximity_server.features.conversations import ConversationService
+    from proximity_server.features.crossed_paths import CrossedPaths
     from proximity_server.features.discover import DiscoverService
     from proximity_server.features.likes import LikeService
     from proximity_server.features.photos import PhotoService
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from proximity_server.features.proximity import ProximityService, SessionSockets
     from proximity_server.features.rate_limit import RateLimiter, TrustedProxies
     from proximity_server.features.stats import CounterFlusher
+    from proximity_server.features.suggestions import SuggestionJob, SuggestionService
     from proximity_server.features.taxonomy import Taxonomy
     from proximity_server.features.tokens import AccessTokens
     from proximity_server.realtime.broker import RedisBroker, ShardedBroker
@@ -68,3 +71,8 @@ REALTIME: web.AppKey[Realtime] = web.AppKey("realtime")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 PRESENCE: web.AppKey[PresenceStore] = web.AppKey("presence")
 WEB_FILES: web.AppKey[WebFiles] = web.AppKey("web_files")
+# Compatibility: the assessment, crossed paths and daily suggestions.
+ASSESSMENT: web.AppKey[AssessmentService] = web.AppKey("assessment")
+CROSSED_PATHS: web.AppKey[CrossedPaths] = web.AppKey("crossed_paths")
+SUGGESTIONS: web.AppKey[SuggestionService] = web.AppKey("suggestions")
+SUGGESTION_JOB: web.AppKey[SuggestionJob] = web.AppKey("suggestion_job")

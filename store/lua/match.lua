@@ -4,7 +4,8 @@
 -- ARGV[1] secret hash presented   ARGV[2] own token's channel   ARGV[3] detected token's channel
 -- ARGV[4] category that never matches ("other")
 -- ARGV[5] user channel prefix     ARGV[6] hidden-pairs set prefix
--- Returns {-1} unauthorised, {0} no match, {1, categories, nudged(0|1)}.
+-- Returns {-1} unauthorised, {0} no match, {1, categories, nudged(0|1)}; a new
+-- nudge also returns both user ids ('' when not signed in) for crossed paths.
 
 local own = redis.call('HMGET', KEYS[1], 'secret', 'gid', 'interest_categories', 'user_id')
 if not own[1] or own[1] ~= ARGV[1] then
@@ -49,4 +50,4 @@ redis.call('PUBLISH', ARGV[2], event)
 redis.call('PUBLISH', ARGV[3], event)
 if own[4] then redis.call('PUBLISH', ARGV[5] .. own[4], event) end
 if other[3] then redis.call('PUBLISH', ARGV[5] .. other[3], event) end
-return {1, csv, 1}
+return {1, csv, 1, own[4] or '', other[3] or ''}
