@@ -52,9 +52,9 @@ class CrossedPathsStore:
             return 0
         status: str = await self._pool.execute(
             f"""INSERT INTO crossed_paths AS c (user_lo, user_hi, count, last_at)
-                SELECT b.lo, b.hi, b.n, b.at
-                FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[]) AS b(lo, hi, n, at)
-                WHERE {ELIGIBLE_PAIR_SQL.format(lo="b.lo", hi="b.hi")}
+                SELECT x.lo, x.hi, x.n, x.at
+                FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[]) AS x(lo, hi, n, at)
+                WHERE {ELIGIBLE_PAIR_SQL.format(lo="x.lo", hi="x.hi")}
                 ON CONFLICT (user_lo, user_hi) DO UPDATE SET
                     count = CASE WHEN c.last_at < EXCLUDED.last_at - $5::interval THEN EXCLUDED.count
                                  ELSE c.count + EXCLUDED.count END,
