@@ -1,5 +1,6 @@
 """Discovery: pages of people who fit both the viewer's preferences and
-their own (each wants the other's gender), newest-last in a stable keyset
+their own (each wants the other's gender, and each one's saved age and
+distance preferences admit the other), newest-last in a stable keyset
 order, behind an opaque cursor.
 
 The cursor is base64url of ``"<created_at µs since epoch>:<user_id>"`` of the
@@ -13,7 +14,7 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ from proximity_server.features.profiles import (
     MAX_AGE,
     MIN_AGE,
     ProfileService,
+    age_on,
     public_view,
     today_utc,
     years_before,
@@ -110,6 +112,12 @@ def parse_params(query: Mapping[str, str]) -> DiscoverParams:
     return DiscoverParams(limit, after, min_age, max_age, gender, distance)
 
 
+def _stricter(pick: Callable[[int, int], int], a: int | None, b: int | None) -> int | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return pick(a, b)
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoverService:
     profiles: ProfileService
@@ -127,6 +135,11 @@ class DiscoverService:
         if not genders:
             return empty
         today = today_utc()
+        # The ?min_age=/?max_age= filters narrow the saved preferences, never widen them.
+        min_age = _stricter(max, params.min_age, viewer.prefs.age_min)
+        max_age = _stricter(min, params.max_age, viewer.prefs.age_max)
+        if min_age is not None and max_age is not None and min_age > max_age:
+            return empty
         query = DiscoverQuery(
             viewer_id=viewer_id,
             viewer_gender=viewer.gender,
@@ -134,9 +147,11 @@ class DiscoverService:
             viewer_location=viewer.location,
             limit=params.limit + 1,
             after=params.after,
-            born_on_or_before=years_before(today, params.min_age) if params.min_age is not None else None,
-            born_after=years_before(today, params.max_age + 1) if params.max_age is not None else None,
+            born_on_or_before=years_before(today, min_age) if min_age is not None else None,
+            born_after=years_before(today, max_age + 1) if max_age is not None else None,
             max_distance_km=params.max_distance_km,
+            viewer_age=age_on(viewer.birthdate, today),
+            preferred_distance_km=viewer.prefs.max_distance_km,
         )
         candidates = await self.store.page(query)
         more = len(candidates) > params.limit

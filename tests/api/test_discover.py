@@ -170,3 +170,37 @@ def test_bounding_box_contains_the_circle() -> None:
         assert haversine_km(centre, point) >= 99.9
     assert bounding_box(Location(89.5, 0.0), 100.0).lon_min is None  # covers the pole
     assert bounding_box(Location(0.0, 179.9), 100.0).lon_min is None  # crosses the antimeridian
+
+
+async def test_saved_age_preferences_apply_both_ways(client: AppClient) -> None:
+    viewer = await with_profile(client, birthdate=birthdate_for_age(30), age_min=25, age_max=35)
+    fits = await man_for_women(client, birthdate=birthdate_for_age(30))
+    too_young = await man_for_women(client, birthdate=birthdate_for_age(24))
+    too_old = await man_for_women(client, birthdate=birthdate_for_age(36))
+    wants_younger = await man_for_women(client, birthdate=birthdate_for_age(30), age_max=28)
+    wants_older = await man_for_women(client, birthdate=birthdate_for_age(30), age_min=31)
+    admits_viewer = await man_for_women(client, birthdate=birthdate_for_age(34), age_min=30, age_max=30)
+    assert await discover(client, viewer) == [fits.user_id, admits_viewer.user_id]
+    # Query filters narrow the saved range, never widen it.
+    assert await discover(client, viewer, min_age=18, max_age=40) == [fits.user_id, admits_viewer.user_id]
+    assert await discover(client, viewer, min_age=31) == [admits_viewer.user_id]
+    assert await discover(client, viewer, max_age=24) == []
+    for absent in (too_young, too_old, wants_younger, wants_older):
+        assert absent.user_id not in await discover(client, viewer, limit=50)
+
+
+async def test_saved_distance_preferences_apply_both_ways(client: AppClient) -> None:
+    viewer = await with_profile(client, location=BERLIN, max_distance_km=50)
+    near = await man_for_women(client, location={"lat": 52.52, "lon": 13.705})  # ~20 km
+    far = await man_for_women(client, location={"lat": 53.52, "lon": 13.405})  # ~111 km
+    nowhere = await man_for_women(client)  # no location: the preference cannot apply
+    wants_closer = await man_for_women(client, location={"lat": 52.52, "lon": 13.705}, max_distance_km=10)
+    wants_near = await man_for_women(client, location={"lat": 52.52, "lon": 13.705}, max_distance_km=30)
+    found = await discover(client, viewer)
+    assert found == [near.user_id, nowhere.user_id, wants_near.user_id]
+    assert far.user_id not in found and wants_closer.user_id not in found
+    # The explicit filter still needs a known location, within both limits.
+    assert await discover(client, viewer, max_distance_km=100) == [near.user_id, wants_near.user_id]
+    # Without the viewer's location neither side's distance preference applies.
+    unplaced = await with_profile(client, max_distance_km=5)
+    assert far.user_id in await discover(client, unplaced) and wants_closer.user_id in await discover(client, unplaced)
