@@ -33,6 +33,7 @@ from protocol.codes import CloseCode
 from proximity_server.app import state as keys
 from proximity_server.features.accounts import AccountService
 from proximity_server.features.assessment import AssessmentService
+from proximity_server.features.card_scores import CardScorer
 from proximity_server.features.conversations import ConversationService
 from proximity_server.features.crossed_paths import CrossedPaths
 from proximity_server.features.discover import DiscoverService
@@ -54,6 +55,7 @@ from proximity_server.runtime.metrics import Metrics
 from store import db, redis_client
 from store.accounts import AccountStore
 from store.assessment import AssessmentStore
+from store.compatibility import CompatibilityStore
 from store.conversations import ConversationStore
 from store.crossed_paths import CrossedPathsStore
 from store.discover import DiscoverStore
@@ -215,10 +217,11 @@ async def profiles_ctx(app: web.Application) -> AsyncIterator[None]:
             photo_url_key(settings.photo_url_secret, load_or_create_secret(settings.jwt_secret, settings.data_dir)),
             settings.photo_url_ttl_seconds,
         )
-        profiles = ProfileService(ProfileStore(pool), records, urls)
+        scorer = CardScorer(CompatibilityStore(pool), app[keys.TAXONOMY])
+        profiles = ProfileService(ProfileStore(pool), records, urls, scorer)
         app[keys.PHOTO_STORE] = store
         app[keys.PROFILES] = profiles
-        app[keys.DISCOVER] = DiscoverService(profiles, DiscoverStore(pool), records)
+        app[keys.DISCOVER] = DiscoverService(profiles, DiscoverStore(pool), records, scorer)
         app[keys.PHOTOS] = PhotoService(records, store, executor, urls)
         yield
 

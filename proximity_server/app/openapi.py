@@ -314,6 +314,10 @@ def _schemas() -> dict[str, Schema]:
                 "interests": {"type": "array", "items": {"type": "string"}},
                 "photos": {"type": "array", "items": ref("Photo")},
                 "distance_km": {"type": ["integer", "null"], "minimum": 1},
+                "compatibility": {
+                    "oneOf": [ref("Compatibility"), {"type": "null"}],
+                    "description": "seen from you; null on your own profile",
+                },
             },
             ["user_id", "display_name"],
             closed=False,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from protocol.codes import ErrorCode
+from proximity_server.features.card_scores import CardScorer
 from proximity_server.features.errors import BadRequest
 from proximity_server.features.profiles import (
     GENDERS,
@@ -123,6 +124,7 @@ class DiscoverService:
     profiles: ProfileService
     store: DiscoverStore
     photos: PhotoRecords
+    scorer: CardScorer
 
     async def page(self, viewer_id: str, params: DiscoverParams) -> dict[str, Any]:
         viewer = await self.profiles.viewer_profile(viewer_id)
@@ -157,9 +159,13 @@ class DiscoverService:
         more = len(candidates) > params.limit
         candidates = candidates[: params.limit]
         photos = await self.photos.list_for_users([c.profile.user_id for c in candidates])
+        scores = await self.scorer.for_cards(viewer, [(c.profile, c.distance_km) for c in candidates])
         items = [
-            public_view(c.profile, photos.get(c.profile.user_id, []), c.distance_km, self.profiles.urls)
-            for c in candidates
+            {
+                **public_view(c.profile, photos.get(c.profile.user_id, []), c.distance_km, self.profiles.urls),
+                "compatibility": compatibility,
+            }
+            for c, compatibility in zip(candidates, scores, strict=True)
         ]
         last = candidates[-1].profile if candidates and more else None
         return {"items": items, "next_cursor": encode_cursor(last.created_at, last.user_id) if last else None}

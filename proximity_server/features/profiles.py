@@ -11,7 +11,7 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from protocol.codes import ErrorCode
 from proximity_server.features.compatibility import VALUE_CHOICES
@@ -21,6 +21,9 @@ from proximity_server.features.taxonomy import MAX_INTERESTS, InterestError, nor
 from store.discover import haversine_km
 from store.photos import Photo, PhotoRecords
 from store.profiles import PREFERENCE_NAMES, Location, PersonCard, Preferences, Profile, ProfileFields, ProfileStore
+
+if TYPE_CHECKING:  # card_scores imports this module
+    from proximity_server.features.card_scores import CardScorer
 
 GENDERS: Final = ("woman", "man", "nonbinary")
 MIN_AGE: Final = 18
@@ -299,6 +302,7 @@ class ProfileService:
     profiles: ProfileStore
     photos: PhotoRecords
     urls: PhotoUrls
+    scorer: CardScorer | None = None  # compatibility on public profiles
 
     async def me(self, user_id: str) -> dict[str, Any]:
         own = await self.profiles.own_account(user_id)
@@ -345,4 +349,10 @@ class ProfileService:
             raise NotFound("no such profile")
         viewer = await self.profiles.get(viewer_id) if viewer_id != user_id else profile
         distance = distance_between(viewer.location if viewer else None, profile.location)
-        return public_view(profile, await self.photos.list_for_user(user_id), distance, self.urls)
+        view = public_view(profile, await self.photos.list_for_user(user_id), distance, self.urls)
+        # Null for your own profile, or before you have one to compare.
+        compatibility = None
+        if self.scorer is not None and viewer is not None and viewer_id != user_id:
+            [compatibility] = await self.scorer.for_cards(viewer, [(profile, distance)])
+        view["compatibility"] = compatibility
+        return view

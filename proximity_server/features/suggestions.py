@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from proximity_server.features.card_scores import person
 from proximity_server.features.compatibility import Person, score
-from proximity_server.features.profiles import ProfileService, age_on, public_view, rounded_km, years_before
+from proximity_server.features.profiles import ProfileService, age_on, public_view, years_before
 from proximity_server.features.taxonomy import Taxonomy
 from store.job_lock import JobLock
 from store.photos import PhotoRecords
@@ -58,26 +59,6 @@ def local_date(now: dt.datetime, time_zone: str) -> dt.date:
 def walk_start(user_id: str, day: dt.date) -> str:
     """Where the day's candidate walk begins: rotates per person and day."""
     return str(uuid.UUID(bytes=hashlib.sha256(f"{user_id}:{day.isoformat()}".encode()).digest()[:16]))
-
-
-def person(profile: Profile, taxonomy: Taxonomy, on: dt.date, style: str | None, days: float | None) -> Person:
-    prefs = profile.prefs
-    values = {
-        name: value
-        for name in ("family_plans", "smoking", "drinking", "faith_importance")
-        if (value := getattr(prefs, name)) is not None
-    }
-    return Person(
-        age=age_on(profile.birthdate, on),
-        interests=profile.interests,
-        categories=frozenset(taxonomy.categories_for(profile.interests)),
-        style=style,
-        values=values,
-        age_min=prefs.age_min,
-        age_max=prefs.age_max,
-        max_distance_km=prefs.max_distance_km,
-        days_since_active=days,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,20 +122,6 @@ class SuggestionService:
             if best_new is not None:
                 chosen[-1] = best_new
         return [Entry(user_id, points, reasons) for points, user_id, _, reasons in chosen]
-
-    async def compatibility(
-        self,
-        viewer: Profile,
-        other: Profile,
-        distance_km: float | None,
-        crossings: int,
-        styles: tuple[str | None, str | None],
-    ) -> dict[str, Any]:
-        today = self.clock().date()
-        me = person(viewer, self.taxonomy, today, styles[0], 0.0)
-        them = person(other, self.taxonomy, today, styles[1], None)
-        result = score(me, them, distance_km=distance_km, crossings=crossings)
-        return {"score": result.score, "reasons": result.reasons, "distance_km": rounded_km(distance_km)}
 
 
 class SuggestionJob:
