@@ -241,15 +241,14 @@ class SuggestionStore:
     async def cards(self, user_id: str, local_date: dt.date) -> list[StoredCard]:
         """The day's list, best first, without anyone the person has since
         liked, passed, matched, blocked (either way) or reported, or who left."""
-        viewer = await self._pool.fetchrow("SELECT lat, lon FROM profiles WHERE user_id = $1", user_id)
-        lat = viewer["lat"] if viewer else None
-        lon = viewer["lon"] if viewer else None
-        distance = _DISTANCE.format(lat="$3::float8", lon="$4::float8")
+        # The viewer's location comes from the same query (v), by primary key.
+        distance = _DISTANCE.format(lat="v.lat", lon="v.lon")
         rows = await self._pool.fetch(
             f"""SELECT {PROFILE_COLUMNS}, s.score, s.reasons,
-                       CASE WHEN p.lat IS NULL OR $3::float8 IS NULL THEN NULL ELSE {distance} END AS distance_km
+                       CASE WHEN p.lat IS NULL OR v.lat IS NULL THEN NULL ELSE {distance} END AS distance_km
                 FROM suggestions s
                 JOIN profiles p ON p.user_id = s.candidate_id JOIN users u ON u.id = p.user_id
+                LEFT JOIN profiles v ON v.user_id = $1
                 WHERE s.user_id = $1 AND s.local_date = $2 AND u.deleted_at IS NULL
                   AND NOT EXISTS (SELECT 1 FROM likes l WHERE l.liker = $1 AND l.likee = p.user_id)
                   AND NOT EXISTS (SELECT 1 FROM matches m WHERE m.user_a = least($1::uuid, p.user_id)
@@ -260,8 +259,6 @@ class SuggestionStore:
                 ORDER BY s.position""",  # noqa: S608 (constant clauses)
             user_id,
             local_date,
-            lat,
-            lon,
         )
         return [StoredCard(profile_from_row(r), r["distance_km"], r["score"], tuple(r["reasons"])) for r in rows]
 

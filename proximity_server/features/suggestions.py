@@ -75,9 +75,12 @@ class SuggestionService:
         viewer = await self.profiles.viewer_profile(user_id)
         now = self.clock()
         day = local_date(now, viewer.prefs.time_zone)
-        if not await self.store.has_list(user_id, day):
-            await self.make_list(viewer, now)
+        # A stored list is served with one read; only an empty answer needs
+        # the check whether today's list was made (an empty list is a list).
         cards = await self.store.cards(user_id, day)
+        if not cards and not await self.store.has_list(user_id, day):
+            await self.make_list(viewer, now)
+            cards = await self.store.cards(user_id, day)
         photos = await self.photos.list_for_users([c.profile.user_id for c in cards])
         items = []
         for c in cards:
