@@ -26,10 +26,13 @@ from typing import Any
 import asyncpg
 
 from config.settings import DEFAULT_PHOTO_URL_TTL_SECONDS
+from proximity_server.features.card_scores import CardScorer
 from proximity_server.features.discover import DiscoverParams, DiscoverService, decode_cursor
 from proximity_server.features.photo_urls import PhotoUrls, derive_key
 from proximity_server.features.profiles import ProfileService, today_utc, years_before
+from proximity_server.features.taxonomy import load_taxonomy
 from store import db
+from store.compatibility import CompatibilityStore
 from store.discover import DiscoverQuery, DiscoverStore, page_sql
 from store.photos import PhotoRecords
 from store.profiles import Location, ProfileStore
@@ -152,7 +155,10 @@ async def main() -> None:
 
         records = PhotoRecords(pool)
         urls = PhotoUrls(derive_key(b"bench-only-key"), DEFAULT_PHOTO_URL_TTL_SECONDS)
-        service = DiscoverService(ProfileService(ProfileStore(pool), records, urls), DiscoverStore(pool), records)
+        scorer = CardScorer(CompatibilityStore(pool), load_taxonomy())
+        service = DiscoverService(
+            ProfileService(ProfileStore(pool), records, urls, scorer), DiscoverStore(pool), records, scorer
+        )
         print()
         await time_pages(service, viewer_id, DiscoverParams())  # warm up
         report("plain pages (limit 20)", *await time_pages(service, viewer_id, DiscoverParams()))

@@ -33,6 +33,8 @@ DEFAULT_RATE_LIMIT_API_PER_MINUTE = 100
 DEFAULT_RATE_LIMIT_MESSAGES_PER_MINUTE = 60
 DEFAULT_PHOTO_URL_TTL_SECONDS = 3600
 DEFAULT_STATS_MIN_COUNT = 10
+DEFAULT_SUGGESTIONS_PER_DAY = 10
+DEFAULT_SUGGESTIONS_MAX_EXPOSURE = 50
 LOG_FORMATS = ("json", "text")
 PASSWORD_HASH_PROFILES = ("production", "test")
 DEFAULT_PASSWORD_HASH_PROFILE = PASSWORD_HASH_PROFILES[0]
@@ -192,6 +194,9 @@ class Settings:
     admin_emails: frozenset[str] = frozenset()
     # Stats cells below this count are hidden (and enough others to protect them).
     stats_min_count: int = DEFAULT_STATS_MIN_COUNT
+    # Daily suggestions: list length, and how many lists a day one person may appear in.
+    suggestions_per_day: int = DEFAULT_SUGGESTIONS_PER_DAY
+    suggestions_max_exposure: int = DEFAULT_SUGGESTIONS_MAX_EXPOSURE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -246,6 +251,10 @@ class Settings:
             password_hash_profile=_profile(env),
             admin_emails=_emails(_read(env, "ADMIN_EMAILS")),
             stats_min_count=_int(env, "STATS_MIN_COUNT", DEFAULT_STATS_MIN_COUNT, minimum=1),
+            suggestions_per_day=_int(env, "SUGGESTIONS_PER_DAY", DEFAULT_SUGGESTIONS_PER_DAY, minimum=1),
+            suggestions_max_exposure=_int(
+                env, "SUGGESTIONS_MAX_EXPOSURE", DEFAULT_SUGGESTIONS_MAX_EXPOSURE, minimum=1
+            ),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

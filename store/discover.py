@@ -8,12 +8,19 @@ the indexed ``lat``/``lon`` narrows the rows before the exact haversine test.
 Exclusions are ``NOT EXISTS`` clauses in :func:`page_sql` (``_exclusions``):
 people the viewer already liked or passed (``likes``), and blocks in either
 direction (``blocks``); both use those tables' primary keys.
+
+Saved preferences are hard filters both ways: the viewer's ``age_min`` /
+``age_max`` arrive folded into the birthdate bounds, and the candidate's own
+must admit the viewer's age (``viewer_age``). ``max_distance_km`` on either
+profile applies when both locations are known (a profile without a location
+is not excluded by it, unlike the stricter ``?max_distance_km=`` filter).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -44,6 +51,10 @@ class DiscoverQuery:
     born_on_or_before: dt.date | None = None  # min age
     born_after: dt.date | None = None  # max age
     max_distance_km: float | None = None
+    # The viewer's age, checked against each candidate's age_min/age_max.
+    viewer_age: int | None = None
+    # The viewer's saved max_distance_km (applies when both locations are known).
+    preferred_distance_km: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +104,16 @@ def _haversine_sql(lat: str, lon: str) -> str:
     )
 
 
+def _preferred_distance_sql(centre: Location, km: float, exact: str, arg: Callable[[object], str]) -> str:
+    """The viewer's saved distance: profiles without a location pass; the
+    bounding box on the indexed ``lat``/``lon`` narrows before the exact test."""
+    box = bounding_box(centre, km)
+    inside = f"p.lat BETWEEN {arg(box.lat_min)} AND {arg(box.lat_max)}"
+    if box.lon_min is not None and box.lon_max is not None:
+        inside += f" AND p.lon BETWEEN {arg(box.lon_min)} AND {arg(box.lon_max)}"
+    return f"(p.lat IS NULL OR ({inside} AND {exact} <= {arg(km)}))"
+
+
 def page_sql(q: DiscoverQuery) -> tuple[str, list[object]]:
     """The page query and its parameters (also used by ``bench/discover_seed.py``)."""
     args: list[object] = [q.viewer_id, list(q.genders), q.viewer_gender]
@@ -115,11 +136,20 @@ def page_sql(q: DiscoverQuery) -> tuple[str, list[object]]:
         where.append(f"p.birthdate <= {arg(q.born_on_or_before)}")
     if q.born_after is not None:
         where.append(f"p.birthdate > {arg(q.born_after)}")
+    if q.viewer_age is not None:
+        age = arg(q.viewer_age)
+        where.append(f"(p.age_min IS NULL OR p.age_min <= {age})")
+        where.append(f"(p.age_max IS NULL OR p.age_max >= {age})")
     distance = "NULL::double precision"
     loc = q.viewer_location
     if loc is not None:
         lat, lon = arg(loc.lat), arg(loc.lon)
-        distance = f"CASE WHEN p.lat IS NULL THEN NULL ELSE {_haversine_sql(lat, lon)} END"
+        exact = _haversine_sql(lat, lon)
+        distance = f"CASE WHEN p.lat IS NULL THEN NULL ELSE {exact} END"
+        # Their saved distance preference, when both locations are known.
+        where.append(f"(p.max_distance_km IS NULL OR p.lat IS NULL OR {exact} <= p.max_distance_km)")
+        if q.preferred_distance_km is not None:
+            where.append(_preferred_distance_sql(loc, q.preferred_distance_km, exact, arg))
         if q.max_distance_km is not None:
             box = bounding_box(loc, q.max_distance_km)
             where.append(f"p.lat BETWEEN {arg(box.lat_min)} AND {arg(box.lat_max)}")

@@ -24,6 +24,34 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
+class Preferences:
+    """Values (fixed choices; None = not answered) and matching preferences."""
+
+    family_plans: str | None = None
+    smoking: str | None = None
+    drinking: str | None = None
+    faith_importance: str | None = None
+    age_min: int | None = None
+    age_max: int | None = None
+    max_distance_km: float | None = None
+    time_zone: str = "UTC"
+    crossed_paths: bool = True
+
+
+PREFERENCE_NAMES: Final = (
+    "family_plans",
+    "smoking",
+    "drinking",
+    "faith_importance",
+    "age_min",
+    "age_max",
+    "max_distance_km",
+    "time_zone",
+    "crossed_paths",
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     user_id: str
     display_name: str
@@ -35,6 +63,7 @@ class Profile:
     location: Location | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    prefs: Preferences = Preferences()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +77,7 @@ class ProfileFields:
     bio: str
     interests: tuple[str, ...]
     location: Location | None
+    prefs: Preferences = Preferences()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +89,9 @@ class Account:
 
 PROFILE_COLUMNS = (
     "p.user_id, p.display_name, p.birthdate, p.gender, p.interested_in, p.bio, p.interests, "
-    "p.lat, p.lon, p.created_at, p.updated_at"
+    "p.lat, p.lon, p.created_at, p.updated_at, "
+    "p.family_plans, p.smoking, p.drinking, p.faith_importance, p.age_min, p.age_max, p.max_distance_km, "
+    "p.time_zone, p.crossed_paths"
 )
 
 
@@ -85,6 +117,7 @@ def profile_from_row(row: asyncpg.Record) -> Profile:
         location=Location(lat, lon) if lat is not None and lon is not None else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        prefs=Preferences(*(row[name] for name in PREFERENCE_NAMES)),
     )
 
 
@@ -198,13 +231,21 @@ async def _upsert(conn: asyncpg.Connection, user_id: str, fields: ProfileFields)
         row = await conn.fetchrow(
             f"""WITH live AS (SELECT id FROM users WHERE id = $1 AND deleted_at IS NULL)
                 INSERT INTO profiles AS p (user_id, display_name, birthdate, gender, interested_in,
-                                           bio, interests, lat, lon)
-                SELECT live.id, $2, $3, $4, $5, $6, $7, $8, $9 FROM live
+                                           bio, interests, lat, lon, family_plans, smoking, drinking,
+                                           faith_importance, age_min, age_max, max_distance_km, time_zone,
+                                           crossed_paths)
+                SELECT live.id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18
+                FROM live
                 ON CONFLICT (user_id) DO UPDATE SET
                     display_name = EXCLUDED.display_name, birthdate = EXCLUDED.birthdate,
                     gender = EXCLUDED.gender, interested_in = EXCLUDED.interested_in,
                     bio = EXCLUDED.bio, interests = EXCLUDED.interests,
-                    lat = EXCLUDED.lat, lon = EXCLUDED.lon, updated_at = clock_timestamp()
+                    lat = EXCLUDED.lat, lon = EXCLUDED.lon, family_plans = EXCLUDED.family_plans,
+                    smoking = EXCLUDED.smoking, drinking = EXCLUDED.drinking,
+                    faith_importance = EXCLUDED.faith_importance, age_min = EXCLUDED.age_min,
+                    age_max = EXCLUDED.age_max, max_distance_km = EXCLUDED.max_distance_km,
+                    time_zone = EXCLUDED.time_zone, crossed_paths = EXCLUDED.crossed_paths,
+                    updated_at = clock_timestamp()
                 RETURNING {PROFILE_COLUMNS}""",  # noqa: S608 (constant columns)
             user_id,
             fields.display_name,
@@ -215,6 +256,7 @@ async def _upsert(conn: asyncpg.Connection, user_id: str, fields: ProfileFields)
             list(fields.interests),
             loc.lat if loc else None,
             loc.lon if loc else None,
+            *(getattr(fields.prefs, name) for name in PREFERENCE_NAMES),
         )
     except asyncpg.ForeignKeyViolationError:
         return None  # the user was removed meanwhile

@@ -66,6 +66,8 @@ class MatchDecision:
     match: bool
     shared_categories: tuple[str, ...] = ()
     nudged: bool = False
+    # Both user ids when a new nudge joined two signed-in people (crossed paths).
+    users: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +184,8 @@ class ProximityStore:
             return _NO_MATCH
         if code == _REDIRECT:
             return str(reply[1] or ""), str(reply[2] or "")
-        return MatchDecision(True, True, tuple(str(reply[1]).split(",")), bool(int(reply[2])))
+        users = (str(reply[3]), str(reply[4])) if len(reply) > 4 and reply[3] and reply[4] else None
+        return MatchDecision(True, True, tuple(str(reply[1]).split(",")), bool(int(reply[2])), users)
 
     async def index_user_session(self, user_id: str, ble_token: str, ttl_seconds: int) -> None:
         """Remember that the signed-in user opened this token's session, so an
@@ -404,4 +407,6 @@ class ClusterProximityStore(ProximityStore):
                 follow_ups.append(mux.execute_keyed(channel, "SPUBLISH", channel, event))
         if follow_ups:
             await asyncio.gather(*follow_ups)
-        return MatchDecision(True, True, tuple(shared), int(own_mark) == 1)
+        nudged = int(own_mark) == 1
+        users = (str(own_user), str(other_user)) if nudged and own_user and other_user else None
+        return MatchDecision(True, True, tuple(shared), nudged, users)

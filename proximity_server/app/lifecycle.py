@@ -33,7 +33,10 @@ from protocol.codes import CloseCode
 from proximity_server.app import state as keys
 from proximity_server.features.accounts import AccountService
 from proximity_server.features.admin import AdminService
+from proximity_server.features.assessment import AssessmentService
+from proximity_server.features.card_scores import CardScorer
 from proximity_server.features.conversations import ConversationService
+from proximity_server.features.crossed_paths import CrossedPaths
 from proximity_server.features.discover import DiscoverService
 from proximity_server.features.erasure import CleanupWorker, ErasureService
 from proximity_server.features.export import ExportService
@@ -46,6 +49,7 @@ from proximity_server.features.profiles import ProfileService
 from proximity_server.features.proximity import ProximityService, SessionSockets
 from proximity_server.features.rate_limit import RateLimiter
 from proximity_server.features.stats import ActiveUsers, CounterFlusher
+from proximity_server.features.suggestions import JOB_LOCK_TTL_MS, SuggestionJob, SuggestionService
 from proximity_server.features.taxonomy import OTHER_CATEGORY
 from proximity_server.features.tokens import AccessTokens, load_or_create_secret
 from proximity_server.realtime.broker import create_broker
@@ -56,12 +60,16 @@ from proximity_server.runtime.metrics import Metrics
 from store import db, redis_client
 from store.accounts import AccountStore
 from store.admin import AdminStore, BanSignals
+from store.assessment import AssessmentStore
+from store.compatibility import CompatibilityStore
 from store.conversations import ConversationStore
+from store.crossed_paths import CrossedPathsStore
 from store.discover import DiscoverStore
 from store.erasure import CleanupJobs, ErasureStore, UserKeys
 from store.events import EVENT_RETENTION_DAYS, EventStore
 from store.export import ExportStore
 from store.hidden import HiddenPairs
+from store.job_lock import JobLock
 from store.likes import LikeStore
 from store.mux import MuxCluster, MuxRedis
 from store.photos import LocalPhotoStore, PhotoRecords, PhotoStore, open_s3_store
@@ -71,6 +79,7 @@ from store.proximity import ClusterProximityStore, ProximityStore
 from store.pubsub import Publisher
 from store.rate_limit import RateLimitStore
 from store.stats import StatsStore
+from store.suggestions import SuggestionStore
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +146,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     client = app[keys.REDIS]
     redis_keys = app[keys.REDIS_KEYS]
     mux = app[keys.REDIS_MUX]
+    crossed = CrossedPaths(CrossedPathsStore(app[keys.PG_POOL]))
+    app[keys.CROSSED_PATHS] = crossed
     store = (
         ClusterProximityStore(client, mux, redis_keys, OTHER_CATEGORY)
         if isinstance(mux, MuxCluster)
@@ -147,7 +158,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.TAXONOMY],
         settings.session_ttl_seconds,
         rotation_grace_seconds=settings.token_rotation_grace_seconds,
-        decision_listeners=(app[keys.METRICS].nudges.observe,),
+        decision_listeners=(app[keys.METRICS].nudges.observe, crossed.observe),
     )
     app[keys.STATS_STORE] = StatsStore(client, app[keys.PG_POOL], redis_keys)
 
@@ -215,10 +226,11 @@ async def profiles_ctx(app: web.Application) -> AsyncIterator[None]:
             photo_url_key(settings.photo_url_secret, load_or_create_secret(settings.jwt_secret, settings.data_dir)),
             settings.photo_url_ttl_seconds,
         )
-        profiles = ProfileService(ProfileStore(pool), records, urls)
+        scorer = CardScorer(CompatibilityStore(pool), app[keys.TAXONOMY])
+        profiles = ProfileService(ProfileStore(pool), records, urls, scorer)
         app[keys.PHOTO_STORE] = store
         app[keys.PROFILES] = profiles
-        app[keys.DISCOVER] = DiscoverService(profiles, DiscoverStore(pool), records)
+        app[keys.DISCOVER] = DiscoverService(profiles, DiscoverStore(pool), records, scorer)
         app[keys.PHOTOS] = PhotoService(records, store, executor, urls)
         yield
 
@@ -373,6 +385,32 @@ async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     signals = BanSignals(app[keys.REDIS], app[keys.REDIS_KEYS], app[keys.PUBLISHER])
     app[keys.MODERATION] = ModerationService(store, signals, app[keys.PHOTOS].urls)
     yield
+async def compatibility_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The assessment, daily suggestions (and their job, one process at a
+    time under a Redis lock), and the crossed-paths flusher."""
+    settings = app[keys.SETTINGS]
+    pool = app[keys.PG_POOL]
+    app[keys.ASSESSMENT] = AssessmentService(AssessmentStore(pool))
+    service = SuggestionService(
+        app[keys.PROFILES],
+        SuggestionStore(pool),
+        app[keys.DISCOVER].photos,
+        app[keys.TAXONOMY],
+        settings.suggestions_per_day,
+        settings.suggestions_max_exposure,
+    )
+    app[keys.SUGGESTIONS] = service
+    job = SuggestionJob(service, JobLock(app[keys.REDIS], settings.redis_prefix, "suggestions", JOB_LOCK_TTL_MS))
+    app[keys.SUGGESTION_JOB] = job
+    crossed = app[keys.CROSSED_PATHS]
+    tasks = [_background(crossed.run(), "crossed-paths-flusher"), _background(job.run(), "suggestion-job")]
+    yield
+    for task in tasks:
+        await _cancel(task)
+    try:
+        await crossed.flush_once()
+    except Exception:
+        log.exception("final crossed paths flush failed")
 
 
 CLEANUP_CONTEXTS = (
@@ -389,4 +427,5 @@ CLEANUP_CONTEXTS = (
     flusher_ctx,
     sweeper_ctx,
     admin_ctx,
+    compatibility_ctx,
 )

@@ -12,6 +12,8 @@ from typing import Any, Final
 
 from proximity_server.app.web_headers import CONTENT_SECURITY_POLICY
 from proximity_server.app.webapp import CONTENT_TYPES, DEFAULT_CONTENT_TYPE
+from proximity_server.features.assessment import ITEM_IDS, SCALE_MAX, SCALE_MIN
+from proximity_server.features.compatibility import STYLES, VALUE_CHOICES
 
 OPENAPI_VERSION: Final = "3.1.0"
 
@@ -180,6 +182,7 @@ def _schemas() -> dict[str, Schema]:
         "bio": {"type": ["string", "null"], "maxLength": 500},
         "interests": {"type": "array", "maxItems": 20, "items": {"type": "string", "minLength": 1, "maxLength": 64}},
         "location": {"oneOf": [LOCATION, {"type": "null"}]},
+        **PREFERENCE_PROPS,
     }
     photo = _obj(
         {
@@ -321,6 +324,10 @@ def _schemas() -> dict[str, Schema]:
                 "interests": {"type": "array", "items": {"type": "string"}},
                 "photos": {"type": "array", "items": ref("Photo")},
                 "distance_km": {"type": ["integer", "null"], "minimum": 1},
+                "compatibility": {
+                    "oneOf": [ref("Compatibility"), {"type": "null"}],
+                    "description": "seen from you; null on your own profile",
+                },
             },
             ["user_id", "display_name"],
             closed=False,
@@ -964,9 +971,9 @@ def document() -> dict[str, Any]:
             "Every response carries an `X-Request-ID`.",
         },
         "servers": [{"url": "/"}],
-        "paths": _paths(),
+        "paths": {**_paths(), **_compatibility_paths()},
         "components": {
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **_compatibility_schemas()},
             "responses": {
                 f"E{status}": {"description": text, "content": _json_content(ref("Error"))}
                 for status, text in ERROR_DESCRIPTIONS.items()
@@ -1133,5 +1140,109 @@ def _admin_paths() -> dict[str, Any]:
                 parameters=[user_id],
                 body=_optional_json_body(_obj({"reason": {"type": "string"}}, [])),
             ),
+        },
+    }
+
+
+# Compatibility: values and preferences on the profile, the assessment, suggestions.
+PREFERENCE_PROPS: Final[dict[str, Schema]] = {
+    **{name: {"type": ["string", "null"], "enum": [*choices, None]} for name, choices in VALUE_CHOICES.items()},
+    "age_min": {"type": ["integer", "null"], "minimum": 18, "maximum": 120},
+    "age_max": {"type": ["integer", "null"], "minimum": 18, "maximum": 120},
+    "max_distance_km": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 20000},
+    "time_zone": {"type": ["string", "null"], "description": "IANA name, e.g. Europe/Berlin; default UTC"},
+    "crossed_paths": {"type": "boolean", "description": "record crossed paths (default true)"},
+}
+COMPATIBILITY: Final[Schema] = _obj(
+    {
+        "score": {"type": "integer", "minimum": 0, "maximum": 100},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+    },
+    ["score", "reasons"],
+)
+
+
+def _compatibility_schemas() -> dict[str, Schema]:
+    return {
+        "AssessmentQuestions": _obj(
+            {
+                "scale": {"type": "object"},
+                "items": {
+                    "type": "array",
+                    "items": _obj({"id": {"type": "string"}, "text": {"type": "string"}}, ["id", "text"]),
+                },
+            },
+            ["scale", "items"],
+        ),
+        "AssessmentAnswers": _obj(
+            {
+                "answers": _obj(
+                    {i: {"type": "integer", "minimum": SCALE_MIN, "maximum": SCALE_MAX} for i in ITEM_IDS},
+                    list(ITEM_IDS),
+                )
+            },
+            ["answers"],
+        ),
+        "AssessmentResult": _obj(
+            {
+                "anxiety": {"type": "number"},
+                "avoidance": {"type": "number"},
+                "style": {"type": "string", "enum": list(STYLES)},
+                "insights": {"type": "array", "items": {"type": "string"}},
+                "taken_at": DATETIME,
+                "retake_after": DATETIME,
+            },
+            ["anxiety", "avoidance", "style", "insights", "taken_at", "retake_after"],
+        ),
+        "Compatibility": COMPATIBILITY,
+        "Suggestions": _obj(
+            {
+                "date": {"type": "string", "format": "date", "description": "your local date"},
+                "items": {"type": "array", "items": ref("PublicProfile")},
+            },
+            ["date", "items"],
+        ),
+    }
+
+
+def _compatibility_paths() -> dict[str, Any]:
+    e = _errors
+    return {
+        "/me/assessment": {
+            "get": _op(
+                "assessmentQuestions",
+                "The attachment assessment's statements (1–7 agreement)",
+                {"200": _ok("the statements", ref("AssessmentQuestions")), **e(401, 429, 503)},
+                security=USER,
+                tags=["compatibility"],
+            ),
+            "put": _op(
+                "submitAssessment",
+                "Answer every statement (a retake at most once a day)",
+                {"200": _ok("your result", ref("AssessmentResult")), **e(400, 401, 404, 415, 429, 503)},
+                body=_json_body(ref("AssessmentAnswers")),
+                security=USER,
+                tags=["compatibility"],
+                description="A retake within 24 hours of the last one is 429 `retake_too_soon` with Retry-After.",
+            ),
+        },
+        "/me/assessment/result": {
+            "get": _op(
+                "assessmentResult",
+                "Your own anxiety and avoidance scores, style and insights",
+                {"200": _ok("your result", ref("AssessmentResult")), **e(401, 404, 429, 503)},
+                security=USER,
+                tags=["compatibility"],
+            )
+        },
+        "/suggestions": {
+            "get": _op(
+                "suggestions",
+                "Today's suggested people, best first, each with `compatibility`",
+                {"200": _ok("today's list", ref("Suggestions")), **e(401, 409, 429, 503)},
+                security=USER,
+                tags=["compatibility"],
+                description="The same list all day in your time zone; people you acted on since drop out.",
+            )
         },
     }

@@ -7,6 +7,7 @@ from aiohttp import web
 from handlers import (
     accounts,
     admin,
+    assessment,
     conversations,
     data_rights,
     discover,
@@ -18,6 +19,7 @@ from handlers import (
     profiles,
     proximity,
     stats,
+    suggestions,
     user_socket,
 )
 from handlers import web as web_app
@@ -78,5 +80,10 @@ def add_routes(app: web.Application) -> list[web.AbstractRoute]:
             web.post("/admin/users/{user_id}/ban", admin.ban),
             web.delete("/admin/users/{user_id}/ban", admin.unban),
             web.get("/admin/", web_app.admin_console, allow_head=False),
+            # Compatibility: the attachment assessment and daily suggestions.
+            web.get("/me/assessment", assessment.questions, allow_head=False),
+            web.put("/me/assessment", assessment.submit),
+            web.get("/me/assessment/result", assessment.result, allow_head=False),
+            web.get("/suggestions", suggestions.suggestions, allow_head=False),
         ]
     )

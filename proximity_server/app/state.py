@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from proximity_server.app.webapp import WebFiles
     from proximity_server.features.accounts import AccountService
     from proximity_server.features.admin import AdminService
+    from proximity_server.features.assessment import AssessmentService
     from proximity_server.features.conversations import ConversationService
+    from proximity_server.features.crossed_paths import CrossedPaths
     from proximity_server.features.discover import DiscoverService
     from proximity_server.features.erasure import CleanupWorker, ErasureService
     from proximity_server.features.export import ExportService
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from proximity_server.features.proximity import ProximityService, SessionSockets
     from proximity_server.features.rate_limit import RateLimiter, TrustedProxies
     from proximity_server.features.stats import ActiveUsers, CounterFlusher
+    from proximity_server.features.suggestions import SuggestionJob, SuggestionService
     from proximity_server.features.taxonomy import Taxonomy
     from proximity_server.features.tokens import AccessTokens
     from proximity_server.realtime.broker import Broker
@@ -78,3 +81,8 @@ EXPORT: web.AppKey[ExportService] = web.AppKey("export")
 ADMIN: web.AppKey[AdminService] = web.AppKey("admin")
 MODERATION: web.AppKey[ModerationService] = web.AppKey("moderation")
 ACTIVE_USERS: web.AppKey[ActiveUsers] = web.AppKey("active_users")
+# Compatibility: the assessment, crossed paths and daily suggestions.
+ASSESSMENT: web.AppKey[AssessmentService] = web.AppKey("assessment")
+CROSSED_PATHS: web.AppKey[CrossedPaths] = web.AppKey("crossed_paths")
+SUGGESTIONS: web.AppKey[SuggestionService] = web.AppKey("suggestions")
+SUGGESTION_JOB: web.AppKey[SuggestionJob] = web.AppKey("suggestion_job")

@@ -1,5 +1,6 @@
 """Discovery: pages of people who fit both the viewer's preferences and
-their own (each wants the other's gender), newest-last in a stable keyset
+their own (each wants the other's gender, and each one's saved age and
+distance preferences admit the other), newest-last in a stable keyset
 order, behind an opaque cursor.
 
 The cursor is base64url of ``"<created_at µs since epoch>:<user_id>"`` of the
@@ -13,17 +14,19 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from protocol.codes import ErrorCode
+from proximity_server.features.card_scores import CardScorer
 from proximity_server.features.errors import BadRequest
 from proximity_server.features.profiles import (
     GENDERS,
     MAX_AGE,
     MIN_AGE,
     ProfileService,
+    age_on,
     public_view,
     today_utc,
     years_before,
@@ -110,11 +113,18 @@ def parse_params(query: Mapping[str, str]) -> DiscoverParams:
     return DiscoverParams(limit, after, min_age, max_age, gender, distance)
 
 
+def _stricter(pick: Callable[[int, int], int], a: int | None, b: int | None) -> int | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return pick(a, b)
+
+
 @dataclass(frozen=True, slots=True)
 class DiscoverService:
     profiles: ProfileService
     store: DiscoverStore
     photos: PhotoRecords
+    scorer: CardScorer
 
     async def page(self, viewer_id: str, params: DiscoverParams) -> dict[str, Any]:
         viewer = await self.profiles.viewer_profile(viewer_id)
@@ -127,6 +137,11 @@ class DiscoverService:
         if not genders:
             return empty
         today = today_utc()
+        # The ?min_age=/?max_age= filters narrow the saved preferences, never widen them.
+        min_age = _stricter(max, params.min_age, viewer.prefs.age_min)
+        max_age = _stricter(min, params.max_age, viewer.prefs.age_max)
+        if min_age is not None and max_age is not None and min_age > max_age:
+            return empty
         query = DiscoverQuery(
             viewer_id=viewer_id,
             viewer_gender=viewer.gender,
@@ -134,17 +149,23 @@ class DiscoverService:
             viewer_location=viewer.location,
             limit=params.limit + 1,
             after=params.after,
-            born_on_or_before=years_before(today, params.min_age) if params.min_age is not None else None,
-            born_after=years_before(today, params.max_age + 1) if params.max_age is not None else None,
+            born_on_or_before=years_before(today, min_age) if min_age is not None else None,
+            born_after=years_before(today, max_age + 1) if max_age is not None else None,
             max_distance_km=params.max_distance_km,
+            viewer_age=age_on(viewer.birthdate, today),
+            preferred_distance_km=viewer.prefs.max_distance_km,
         )
         candidates = await self.store.page(query)
         more = len(candidates) > params.limit
         candidates = candidates[: params.limit]
         photos = await self.photos.list_for_users([c.profile.user_id for c in candidates])
+        scores = await self.scorer.for_cards(viewer, [(c.profile, c.distance_km) for c in candidates])
         items = [
-            public_view(c.profile, photos.get(c.profile.user_id, []), c.distance_km, self.profiles.urls)
-            for c in candidates
+            {
+                **public_view(c.profile, photos.get(c.profile.user_id, []), c.distance_km, self.profiles.urls),
+                "compatibility": compatibility,
+            }
+            for c, compatibility in zip(candidates, scores, strict=True)
         ]
         last = candidates[-1].profile if candidates and more else None
         return {"items": items, "next_cursor": encode_cursor(last.created_at, last.user_id) if last else None}

@@ -8,17 +8,22 @@ kilometres (at least 1).
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from protocol.codes import ErrorCode
+from proximity_server.features.compatibility import VALUE_CHOICES
 from proximity_server.features.errors import BadRequest, Conflict, NotFound
 from proximity_server.features.photo_urls import FULL, THUMB, PhotoUrls
 from proximity_server.features.taxonomy import MAX_INTERESTS, InterestError, normalise_interests
 from store.discover import haversine_km
 from store.photos import Photo, PhotoRecords
-from store.profiles import Location, PersonCard, Profile, ProfileFields, ProfileStore
+from store.profiles import PREFERENCE_NAMES, Location, PersonCard, Preferences, Profile, ProfileFields, ProfileStore
+
+if TYPE_CHECKING:  # card_scores imports this module
+    from proximity_server.features.card_scores import CardScorer
 
 GENDERS: Final = ("woman", "man", "nonbinary")
 MIN_AGE: Final = 18
@@ -28,7 +33,8 @@ BIO_MAX: Final = 500
 MAX_PROFILE_INTERESTS: Final = MAX_INTERESTS
 
 REQUIRED_FIELDS: Final = ("display_name", "birthdate", "gender", "interested_in")
-OPTIONAL_FIELDS: Final = ("bio", "interests", "location")
+OPTIONAL_FIELDS: Final = ("bio", "interests", "location", *PREFERENCE_NAMES)
+MAX_PREFERRED_DISTANCE_KM: Final = 20_000.0
 ALL_FIELDS: Final = REQUIRED_FIELDS + OPTIONAL_FIELDS
 PROFILE_REQUIRED_CODE: Final = "profile_required"
 
@@ -127,6 +133,56 @@ def _location(value: object) -> Location | None:
     return Location(_coordinate(value["lat"], "lat", 90.0), _coordinate(value["lon"], "lon", 180.0))
 
 
+def _preferences(data: Mapping[str, Any], base: Preferences) -> Preferences:
+    """Values and preferences present in ``data`` merged over ``base``."""
+    changes: dict[str, Any] = {}
+    for name, choices in VALUE_CHOICES.items():
+        if name in data:
+            value = data[name]
+            if value is not None and value not in choices:
+                raise _invalid(f"'{name}' must be one of {', '.join(choices)} or null")
+            changes[name] = value
+    for name in ("age_min", "age_max"):
+        if name in data:
+            value = data[name]
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not MIN_AGE <= value <= MAX_AGE
+            ):
+                raise _invalid(f"'{name}' must be an integer {MIN_AGE}–{MAX_AGE} or null")
+            changes[name] = value
+    if "max_distance_km" in data:
+        value = data["max_distance_km"]
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _invalid("'max_distance_km' must be a number or null")
+            if not 0 < value <= MAX_PREFERRED_DISTANCE_KM:  # also refuses nan
+                raise _invalid(f"'max_distance_km' must be above 0, at most {MAX_PREFERRED_DISTANCE_KM:g}")
+            value = float(value)
+        changes["max_distance_km"] = value
+    if "time_zone" in data:
+        changes["time_zone"] = _time_zone(data["time_zone"])
+    if "crossed_paths" in data:
+        if not isinstance(data["crossed_paths"], bool):
+            raise _invalid("'crossed_paths' must be true or false")
+        changes["crossed_paths"] = data["crossed_paths"]
+    prefs = replace(base, **changes)
+    if prefs.age_min is not None and prefs.age_max is not None and prefs.age_min > prefs.age_max:
+        raise _invalid("'age_min' must not exceed 'age_max'")
+    return prefs
+
+
+def _time_zone(value: object) -> str:
+    if value is None:
+        return Preferences().time_zone
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise _invalid("'time_zone' must be an IANA time zone name such as Europe/Berlin")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise _invalid("'time_zone' must be an IANA time zone name such as Europe/Berlin") from None
+    return value
+
+
 def parse_fields(data: Mapping[str, Any], base: ProfileFields | None, today: dt.date) -> ProfileFields:
     """A complete profile from a full body (``base`` None) or a partial one
     merged over ``base``. Unknown fields were refused by the reader already."""
@@ -150,6 +206,8 @@ def parse_fields(data: Mapping[str, Any], base: ProfileFields | None, today: dt.
         fields = replace(fields, interests=_interests(data["interests"]))
     if "location" in data:
         fields = replace(fields, location=_location(data["location"]))
+    if any(name in data for name in PREFERENCE_NAMES):
+        fields = replace(fields, prefs=_preferences(data, fields.prefs))
     return fields
 
 
@@ -162,6 +220,7 @@ def fields_of(profile: Profile) -> ProfileFields:
         bio=profile.bio,
         interests=profile.interests,
         location=profile.location,
+        prefs=profile.prefs,
     )
 
 
@@ -206,6 +265,7 @@ def own_profile_view(profile: Profile, photos: Sequence[Photo], urls: PhotoUrls)
         "location": {"lat": loc.lat, "lon": loc.lon} if loc else None,
         "photos": [photo_view(p, urls) for p in photos],
         "updated_at": profile.updated_at.isoformat(),
+        **{name: getattr(profile.prefs, name) for name in PREFERENCE_NAMES},
     }
 
 
@@ -242,6 +302,7 @@ class ProfileService:
     profiles: ProfileStore
     photos: PhotoRecords
     urls: PhotoUrls
+    scorer: CardScorer | None = None  # compatibility on public profiles
 
     async def me(self, user_id: str) -> dict[str, Any]:
         own = await self.profiles.own_account(user_id)
@@ -288,4 +349,10 @@ class ProfileService:
             raise NotFound("no such profile")
         viewer = await self.profiles.get(viewer_id) if viewer_id != user_id else profile
         distance = distance_between(viewer.location if viewer else None, profile.location)
-        return public_view(profile, await self.photos.list_for_user(user_id), distance, self.urls)
+        view = public_view(profile, await self.photos.list_for_user(user_id), distance, self.urls)
+        # Null for your own profile, or before you have one to compare.
+        compatibility = None
+        if self.scorer is not None and viewer is not None and viewer_id != user_id:
+            [compatibility] = await self.scorer.for_cards(viewer, [(profile, distance)])
+        view["compatibility"] = compatibility
+        return view

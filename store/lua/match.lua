@@ -6,8 +6,9 @@
 -- ARGV[5] user channel prefix     ARGV[6] hidden-pairs set prefix
 -- ARGV[7] the nudge's bus prefix ("nudge|", protocol/bus.py): the event is it and the categories
 -- ARGV[8] token channel prefix (a rotated session's sockets listen on its first token's channel)
--- Returns {-1} unauthorised, {0} no match, {1, categories, nudged(0|1)}, or
--- {2, own token to use, detected token to use} ('' = unchanged) when a token
+-- Returns {-1} unauthorised, {0} no match, {1, categories, nudged(0|1)} (a new
+-- nudge also returns both user ids, '' when not signed in, for crossed paths),
+-- or {2, own token to use, detected token to use} ('' = unchanged) when a token
 -- was rotated away from less than its grace period ago: the caller asks again.
 
 local own = redis.call('HMGET', KEYS[1], 'secret', 'gid', 'interest_categories', 'user_id', 'to', 'grace_until', 'home')
@@ -72,4 +73,4 @@ redis.call('PUBLISH', own_channel, event)
 redis.call('PUBLISH', other_channel, event)
 if own[4] then redis.call('PUBLISH', ARGV[5] .. own[4], event) end
 if other[3] then redis.call('PUBLISH', ARGV[5] .. other[3], event) end
-return {1, csv, 1}
+return {1, csv, 1, own[4] or '', other[3] or ''}

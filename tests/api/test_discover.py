@@ -62,7 +62,17 @@ async def test_items_are_public_profiles(client: AppClient) -> None:
     body = await resp.json()
     assert body["next_cursor"] is None
     [item] = body["items"]
-    assert set(item) == {"user_id", "display_name", "age", "gender", "bio", "interests", "photos", "distance_km"}
+    assert set(item) == {
+        "user_id",
+        "display_name",
+        "age",
+        "gender",
+        "bio",
+        "interests",
+        "photos",
+        "distance_km",
+        "compatibility",
+    }
     assert item["display_name"] == "Bob" and item["age"] == 30
     assert item["distance_km"] == 20
     assert len(item["photos"]) == 1 and item["photos"][0]["url"].startswith("/photos/")
@@ -170,3 +180,78 @@ def test_bounding_box_contains_the_circle() -> None:
         assert haversine_km(centre, point) >= 99.9
     assert bounding_box(Location(89.5, 0.0), 100.0).lon_min is None  # covers the pole
     assert bounding_box(Location(0.0, 179.9), 100.0).lon_min is None  # crosses the antimeridian
+
+
+async def test_saved_age_preferences_apply_both_ways(client: AppClient) -> None:
+    viewer = await with_profile(client, birthdate=birthdate_for_age(30), age_min=25, age_max=35)
+    fits = await man_for_women(client, birthdate=birthdate_for_age(30))
+    too_young = await man_for_women(client, birthdate=birthdate_for_age(24))
+    too_old = await man_for_women(client, birthdate=birthdate_for_age(36))
+    wants_younger = await man_for_women(client, birthdate=birthdate_for_age(30), age_max=28)
+    wants_older = await man_for_women(client, birthdate=birthdate_for_age(30), age_min=31)
+    admits_viewer = await man_for_women(client, birthdate=birthdate_for_age(34), age_min=30, age_max=30)
+    assert await discover(client, viewer) == [fits.user_id, admits_viewer.user_id]
+    # Query filters narrow the saved range, never widen it.
+    assert await discover(client, viewer, min_age=18, max_age=40) == [fits.user_id, admits_viewer.user_id]
+    assert await discover(client, viewer, min_age=31) == [admits_viewer.user_id]
+    assert await discover(client, viewer, max_age=24) == []
+    for absent in (too_young, too_old, wants_younger, wants_older):
+        assert absent.user_id not in await discover(client, viewer, limit=50)
+
+
+async def test_saved_distance_preferences_apply_both_ways(client: AppClient) -> None:
+    viewer = await with_profile(client, location=BERLIN, max_distance_km=50)
+    near = await man_for_women(client, location={"lat": 52.52, "lon": 13.705})  # ~20 km
+    far = await man_for_women(client, location={"lat": 53.52, "lon": 13.405})  # ~111 km
+    nowhere = await man_for_women(client)  # no location: the preference cannot apply
+    wants_closer = await man_for_women(client, location={"lat": 52.52, "lon": 13.705}, max_distance_km=10)
+    wants_near = await man_for_women(client, location={"lat": 52.52, "lon": 13.705}, max_distance_km=30)
+    found = await discover(client, viewer)
+    assert found == [near.user_id, nowhere.user_id, wants_near.user_id]
+    assert far.user_id not in found and wants_closer.user_id not in found
+    # The explicit filter still needs a known location, within both limits.
+    assert await discover(client, viewer, max_distance_km=100) == [near.user_id, wants_near.user_id]
+    # Without the viewer's location neither side's distance preference applies.
+    unplaced = await with_profile(client, max_distance_km=5)
+    assert far.user_id in await discover(client, unplaced) and wants_closer.user_id in await discover(client, unplaced)
+
+
+async def test_cards_carry_compatibility_from_the_viewer(client: AppClient) -> None:
+    viewer = await with_profile(client, location=BERLIN, interests=["hiking", "jazz"], family_plans="wants_children")
+    alike = await man_for_women(
+        client, location={"lat": 52.52, "lon": 13.705}, interests=["jazz", "hiking"], family_plans="wants_children"
+    )
+    opposite = await man_for_women(client, interests=["golf"], family_plans="does_not_want_children")
+    resp = await client.get("/discover", headers=viewer.headers)
+    cards = {item["user_id"]: item["compatibility"] for item in (await resp.json())["items"]}
+    assert set(cards) == {alike.user_id, opposite.user_id}
+    for compatibility in cards.values():
+        assert set(compatibility) == {"score", "reasons"} and 0 <= compatibility["score"] <= 100
+    assert "2 shared interests: hiking, jazz" in cards[alike.user_id]["reasons"]
+    assert "20 km away" in cards[alike.user_id]["reasons"]
+    assert "You differ on wanting children" in cards[opposite.user_id]["reasons"]
+    assert cards[alike.user_id]["score"] > cards[opposite.user_id]["score"]
+
+
+async def test_compatibility_is_read_in_one_batch_per_page(client: AppClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The number of queries a page costs does not grow with its cards."""
+    viewer = await with_profile(client)
+    for _ in range(6):
+        await man_for_women(client)
+    queries: list[str] = []
+    for name in ("fetch", "fetchrow", "fetchval", "execute"):
+        original = getattr(asyncpg.pool.Pool, name)
+
+        def spy(self: asyncpg.Pool, query: str, *args: object, _original: object = original, **kw: object) -> object:
+            queries.append(query)
+            return _original(self, query, *args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(asyncpg.pool.Pool, name, spy)
+    counts = []
+    for limit in (1, 6):
+        queries.clear()
+        resp = await client.get("/discover", params={"limit": str(limit)}, headers=viewer.headers)
+        assert len((await resp.json())["items"]) == limit
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+    assert sum("attachment_assessments" in q for q in queries) == 1

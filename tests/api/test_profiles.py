@@ -131,7 +131,17 @@ async def test_public_profile_hides_private_fields(client: AppClient) -> None:
     resp = await client.get(f"/profiles/{alice.user_id}", headers=bob.headers)
     assert resp.status == 200
     body = await resp.json()
-    assert set(body) == {"user_id", "display_name", "age", "gender", "bio", "interests", "photos", "distance_km"}
+    assert set(body) == {
+        "user_id",
+        "display_name",
+        "age",
+        "gender",
+        "bio",
+        "interests",
+        "photos",
+        "distance_km",
+        "compatibility",
+    }
     assert body["age"] == 30
     assert body["distance_km"] == 7  # 0.1° of longitude at 52.5°N ≈ 6.8 km
     text = await resp.text()
@@ -191,3 +201,17 @@ async def test_a_block_hides_both_profiles_until_lifted(client: AppClient, block
     assert resp.status == 204
     assert await profile_status(client, blocker, blocked) == 200
     assert await profile_status(client, blocked, blocker) == 200
+
+
+async def test_public_profile_carries_compatibility(client: AppClient) -> None:
+    alice = await with_profile(client, interests=["jazz"], location={"lat": 52.52, "lon": 13.405})
+    bob = await with_profile(client, gender="man", interests=["jazz"], location={"lat": 52.52, "lon": 13.505})
+    body = await (await client.get(f"/profiles/{alice.user_id}", headers=bob.headers)).json()
+    assert set(body["compatibility"]) == {"score", "reasons"}
+    assert 0 <= body["compatibility"]["score"] <= 100
+    assert body["compatibility"]["reasons"] == ["1 shared interest: jazz", "7 km away"]
+    # The same pair scores the same either way round.
+    back = await (await client.get(f"/profiles/{bob.user_id}", headers=alice.headers)).json()
+    assert back["compatibility"]["score"] == body["compatibility"]["score"]
+    own = await (await client.get(f"/profiles/{alice.user_id}", headers=alice.headers)).json()
+    assert own["compatibility"] is None

@@ -1,0 +1,177 @@
+"""Daily suggestions: up to ``SUGGESTIONS_PER_DAY`` people, best first, the
+same all day in the person's time zone.
+
+A list is made once per person and local date: by the background job
+(:class:`SuggestionJob`, for people active in the last 7 days) or, for anyone
+it missed, on their first request of the day. Making a list: pick candidates
+in SQL (store/suggestions.py), score each with features/compatibility.py, keep
+the best; if none of them is in their first week but one such candidate fits,
+the last slot goes to the best of those.
+
+The job runs in one process at a time under a Redis lock with expiry and a
+fencing token (store/job_lock.py); it extends the lock after every batch and
+stops when it lost it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from proximity_server.features.card_scores import person
+from proximity_server.features.compatibility import Person, score
+from proximity_server.features.profiles import ProfileService, age_on, public_view, years_before
+from proximity_server.features.taxonomy import Taxonomy
+from store.job_lock import JobLock
+from store.photos import PhotoRecords
+from store.profiles import Profile
+from store.suggestions import CandidateQuery, CandidateRow, Entry, FencedOut, SuggestionStore
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_POOL: Final = 150
+NEWCOMER_POOL: Final = 20
+NEWCOMER_AGE: Final = dt.timedelta(days=7)
+JOB_BATCH: Final = 200
+JOB_CONCURRENCY: Final = 4
+JOB_INTERVAL_SECONDS: Final = 300.0
+JOB_LOCK_TTL_MS: Final = 60_000
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def local_date(now: dt.datetime, time_zone: str) -> dt.date:
+    try:
+        return now.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return now.astimezone(dt.UTC).date()
+
+
+def walk_start(user_id: str, day: dt.date) -> str:
+    """Where the day's candidate walk begins: rotates per person and day."""
+    return str(uuid.UUID(bytes=hashlib.sha256(f"{user_id}:{day.isoformat()}".encode()).digest()[:16]))
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionService:
+    profiles: ProfileService
+    store: SuggestionStore
+    photos: PhotoRecords
+    taxonomy: Taxonomy
+    per_day: int
+    max_exposure: int
+    clock: Callable[[], dt.datetime] = utc_now
+
+    async def today(self, user_id: str) -> dict[str, Any]:
+        viewer = await self.profiles.viewer_profile(user_id)
+        now = self.clock()
+        day = local_date(now, viewer.prefs.time_zone)
+        # A stored list is served with one read; only an empty answer needs
+        # the check whether today's list was made (an empty list is a list).
+        cards = await self.store.cards(user_id, day)
+        if not cards and not await self.store.has_list(user_id, day):
+            await self.make_list(viewer, now)
+            cards = await self.store.cards(user_id, day)
+        photos = await self.photos.list_for_users([c.profile.user_id for c in cards])
+        items = []
+        for c in cards:
+            view = public_view(c.profile, photos.get(c.profile.user_id, []), c.distance_km, self.profiles.urls)
+            view["compatibility"] = {"score": c.score, "reasons": list(c.reasons)}
+            items.append(view)
+        return {"date": day.isoformat(), "items": items}
+
+    async def make_list(self, viewer: Profile, now: dt.datetime, fence: int | None = None) -> bool:
+        """Pick, score and store the day's list (False if one existed)."""
+        day = local_date(now, viewer.prefs.time_zone)
+        today = now.date()
+        prefs = viewer.prefs
+        query = CandidateQuery(
+            viewer=viewer,
+            viewer_age=age_on(viewer.birthdate, today),
+            born_on_or_before=years_before(today, prefs.age_min) if prefs.age_min is not None else None,
+            born_after=years_before(today, prefs.age_max + 1) if prefs.age_max is not None else None,
+            now=now,
+            day_start=dt.datetime.combine(today, dt.time(), dt.UTC),
+            max_exposure=self.max_exposure,
+            start=walk_start(viewer.user_id, day),
+            limit=CANDIDATE_POOL,
+            newcomer_limit=NEWCOMER_POOL,
+        )
+        candidates = await self.store.candidates(query)
+        me = person(viewer, self.taxonomy, today, await self.store.viewer_extras(viewer.user_id), 0.0)
+        entries = self.rank(me, candidates, today, now)
+        return await self.store.save_list(viewer.user_id, day, now, entries, fence)
+
+    def rank(self, me: Person, candidates: list[CandidateRow], today: dt.date, now: dt.datetime) -> list[Entry]:
+        scored = []
+        for c in candidates:
+            other = person(c.profile, self.taxonomy, today, c.style, c.days_since_active)
+            result = score(me, other, distance_km=c.distance_km, crossings=c.crossings)
+            newcomer = c.profile.created_at >= now - NEWCOMER_AGE
+            scored.append((result.score, c.profile.user_id, newcomer, tuple(result.reasons)))
+        scored.sort(key=lambda s: (-s[0], s[1]))
+        chosen = scored[: self.per_day]
+        if chosen and not any(s[2] for s in chosen):
+            best_new = next((s for s in scored[self.per_day :] if s[2]), None)
+            if best_new is not None:
+                chosen[-1] = best_new
+        return [Entry(user_id, points, reasons) for points, user_id, _, reasons in chosen]
+
+
+class SuggestionJob:
+    """Precompute lists for active people, once across all processes."""
+
+    def __init__(self, service: SuggestionService, lock: JobLock, interval: float = JOB_INTERVAL_SECONDS) -> None:
+        self._service = service
+        self._lock = lock
+        self._interval = interval
+        self.last_run_people = 0
+
+    async def run_once(self) -> int | None:
+        """Lists made, or None when another process holds the lock."""
+        token = await self._lock.acquire()
+        if token is None:
+            return None
+        made = 0
+        try:
+            now = self._service.clock()
+            after: str | None = None
+            gate = asyncio.Semaphore(JOB_CONCURRENCY)
+
+            async def one(user_id: str) -> bool:
+                async with gate:
+                    profile = await self._service.profiles.profiles.get(user_id)
+                    return profile is not None and await self._service.make_list(profile, now, token)
+
+            while True:
+                people = await self._service.store.due_people(now, after, JOB_BATCH)
+                if not people:
+                    break
+                made += sum(await asyncio.gather(*(one(u) for u in people)))
+                after = people[-1]
+                if not await self._lock.extend(token):
+                    log.warning("suggestion job lost its lock; stopping")
+                    break
+        except FencedOut:
+            log.warning("suggestion job was fenced out by a newer holder")
+        finally:
+            await self._lock.release(token)
+        self.last_run_people = made
+        return made
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception as exc:
+                log.warning("suggestion job failed; will retry", extra={"error": repr(exc)})
+            await asyncio.sleep(self._interval)
