@@ -169,9 +169,14 @@ class SuggestionJob:
         return made
 
     async def run(self) -> None:
+        task = asyncio.current_task()
         while True:
             try:
                 await self.run_once()
             except Exception as exc:
                 log.warning("suggestion job failed; will retry", extra={"error": repr(exc)})
+            if task is not None and task.cancelling():
+                # A stop arrived while a driver call absorbed the CancelledError:
+                # honour it here, or the shutdown waits for the job forever.
+                raise asyncio.CancelledError
             await asyncio.sleep(self._interval)
