@@ -658,6 +658,7 @@ function DeletePanel() {
 
 function AccountScreen() {
   const s = useStore();
+  useEffect(() => { scrollTo(0, 0); }, []); // arriving from the bottom of the profile
   return html`<main id="main" class="page">
     <p><a href="#/profile">← Back to your profile</a></p>
     <h1>Your data and account</h1>
