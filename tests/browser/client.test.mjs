@@ -207,3 +207,21 @@ test("sign-in errors name the field they concern", () => {
   assert.equal(fieldOf("invalid_field", "you must be at least 18"), "birthdate");
   assert.equal(fieldOf("invalid_field", "'location.lat' must be between -90 and 90"), "location");
 });
+
+test("a wrong password on a data-rights call costs no token refresh; a 429 carries Retry-After", async () => {
+  const calls = [];
+  const replies = {
+    "/auth/login": () => new Response(JSON.stringify({ user_id: "u1", access_token: "t1", expires_in: TTL_S }), { status: 200 }),
+    "/me": () => new Response(JSON.stringify({ error: { code: "unauthorized", message: "wrong password" } }), { status: 401 }),
+    "/me/export": () => new Response(JSON.stringify({ error: { code: "rate_limited", message: "one export per 24 hours" } }),
+      { status: 429, headers: { "Retry-After": "3600" } }),
+  };
+  const fetch = async (url, init) => { calls.push({ url, init }); return replies[new URL(url, "http://x").pathname](); };
+  const api = new ApiClient({ fetch });
+  await api.login("a@example.com", "pw");
+  await assert.rejects(api.deleteAccount("nope"), (e) => e instanceof ApiError && e.status === 401 && e.field === "password");
+  assert.equal(api.accessToken, "t1"); // still signed in
+  assert.ok(!calls.some((c) => c.url.endsWith("/auth/refresh")));
+  await assert.rejects(api.startExport("pw"), (e) => e.status === 429 && e.retryAfter === 3600);
+  api._clearTokens();
+});

@@ -8,6 +8,8 @@ const TYPING_SHOWN_MS = 4000;
 const TYPING_SEND_EVERY_MS = 2500;
 const TOAST_MS = 6000;
 const PAGE = 30;
+const EXPORT_POLL_MS = 1000;
+const EXPORT_FILE_NAME = "proximity-my-data.zip";
 
 const api = new ApiClient();
 const rt = new Realtime(api);
@@ -480,9 +482,190 @@ function AccountPanel() {
     <h2 id="account-h">Account</h2>
     <p>Signed in as <strong>${s.me?.email}</strong></p>
     <div class="actions">
+      <a class="button secondary" href="#/account">Your data and account</a>
       <button type="button" class="ghost danger" onClick=${() => api.logoutAll().catch(() => {})}>Log out everywhere</button>
     </div>
   </section>`;
+}
+
+// -- your data and account ---------------------------------------------------------
+
+function PasswordField({ id, error, value, onInput, inputRef }) {
+  return html`<${Field} id=${id} label="Current password" error=${error}>
+    <input id=${id} type="password" autocomplete="current-password" required value=${value} ref=${inputRef}
+      onInput=${(e) => onInput(e.target.value)}
+      aria-invalid=${error ? "true" : undefined} aria-describedby=${describedBy(id, error)} />
+  <//>`;
+}
+
+function sizeText(bytes) {
+  if (!bytes && bytes !== 0) return "";
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+const whenText = (date) => date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+
+/** Save a Blob as a file: an object URL and a temporary download link. */
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+function ExportPanel() {
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState("");
+  const [job, setJob] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const [note, setNote] = useState("");
+  const passwordRef = useRef(null);
+  const downloadRef = useRef(null);
+
+  useEffect(() => {
+    if (!job || job.status === "ready" || job.status === "failed") return undefined;
+    const timer = setTimeout(async () => {
+      try {
+        setJob(await api.exportStatus(job.id));
+      } catch (err) {
+        setError(err.message);
+        setJob(null);
+      }
+    }, EXPORT_POLL_MS);
+    return () => clearTimeout(timer);
+  }, [job]);
+  useEffect(() => { if (job?.status === "ready") downloadRef.current?.focus(); }, [job?.status]);
+
+  async function start(e) {
+    e.preventDefault();
+    setError("");
+    setNote("");
+    if (!password) { setError("Enter your password to prepare your data."); passwordRef.current?.focus(); return; }
+    setBusy(true);
+    try {
+      setJob(await api.startExport(password));
+      setPassword("");
+    } catch (err) {
+      if (err.status === 429 && err.retryAfter !== null) {
+        setError(`You asked for a copy less than 24 hours ago. The next one is possible after ${
+          whenText(new Date(Date.now() + err.retryAfter * 1000))}.`);
+      } else {
+        setError(err.message);
+      }
+      passwordRef.current?.focus();
+    } finally {
+      setBusy(false);
+    }
+  }
+  async function download() {
+    setNote("Downloading…");
+    try {
+      saveBlob(await api.downloadExport(job.id), EXPORT_FILE_NAME);
+      setNote("Downloaded.");
+    } catch (err) {
+      setNote("");
+      setError(err.message);
+    }
+  }
+  const working = job && (job.status === "pending" || job.status === "running");
+  return html`<section class="card" aria-labelledby="export-h">
+    <h2 id="export-h">Download my data</h2>
+    <p>A zip file with your account, profile, photos, likes, matches and conversations, each file explained
+      in its README. Preparing it takes a moment; you can ask for one copy every 24 hours.</p>
+    ${!job || job.status === "failed" ? html`<form onSubmit=${start} novalidate>
+        <${PasswordField} id="export-password" error=${error} value=${password} onInput=${setPassword}
+          inputRef=${passwordRef} />
+        ${job?.status === "failed" && html`<p class="error" role="alert">Preparing your data failed. Please try again.</p>`}
+        <button class="primary" type="submit" disabled=${busy}>Prepare my data</button>
+      </form>` : null}
+    ${working && html`<div class="export-progress">
+        <progress aria-label="Preparing your data"></progress>
+        <p role="status">${job.status === "running" ? "Packing your data…" : "Waiting to start…"}</p>
+      </div>`}
+    ${job?.status === "ready" && html`<div class="export-ready">
+        <p role="status">Your data is ready${job.size_bytes != null ? ` (${sizeText(job.size_bytes)})` : ""}.
+          ${job.expires_at && ` You can download it until ${whenText(new Date(job.expires_at))}.`}</p>
+        <div class="actions">
+          <button type="button" class="primary" ref=${downloadRef} onClick=${download}>Download the zip file</button>
+          <span class="ok" aria-live="polite">${note}</span>
+        </div>
+        ${error && html`<p class="error" role="alert">${error}</p>`}
+      </div>`}
+  </section>`;
+}
+
+function DeletePanel() {
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState("");
+  const [confirming, setConfirming] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const passwordRef = useRef(null);
+  const confirmRef = useRef(null);
+  useEffect(() => { if (confirming) confirmRef.current?.focus(); }, [confirming]);
+
+  function ask(e) {
+    e.preventDefault();
+    setError("");
+    if (!password) { setError("Enter your password to delete your account."); passwordRef.current?.focus(); return; }
+    setConfirming(true);
+  }
+  function back() {
+    setConfirming(false);
+    setTimeout(() => passwordRef.current?.focus(), 0);
+  }
+  async function erase() {
+    setBusy(true);
+    // The server closes this tab's socket when the account goes; closed first,
+    // it does not try to renew a session that no longer exists.
+    rt.stop();
+    try {
+      await api.deleteAccount(password);
+      go("discover");
+      toast("Your account has been deleted.");
+    } catch (err) {
+      if (api.accessToken) rt.start();
+      setError(err.message);
+      setBusy(false);
+      back();
+    }
+  }
+  return html`<section class="card danger-zone" aria-labelledby="delete-h">
+    <h2 id="delete-h">Delete my account</h2>
+    <p>This deletes your profile, photos, likes, matches and the messages you sent, at once and for good.
+      The people you matched with will no longer see you. It cannot be undone: download your data first if you
+      want a copy.</p>
+    <form onSubmit=${ask} novalidate>
+      <${PasswordField} id="delete-password" error=${error} value=${password} onInput=${setPassword}
+        inputRef=${passwordRef} />
+      ${!confirming && html`<button class="secondary danger" type="submit">Delete my account…</button>`}
+    </form>
+    ${confirming && html`<div class="confirm" role="group" aria-labelledby="confirm-h">
+        <p class="strong" id="confirm-h">Delete your account and everything in it, for good?</p>
+        <div class="actions">
+          <button type="button" class="primary danger-fill" ref=${confirmRef} disabled=${busy} onClick=${erase}>
+            Yes, delete my account</button>
+          <button type="button" class="secondary" disabled=${busy} onClick=${back}>Cancel</button>
+        </div>
+      </div>`}
+  </section>`;
+}
+
+function AccountScreen() {
+  const s = useStore();
+  useEffect(() => { scrollTo(0, 0); }, []); // arriving from the bottom of the profile
+  return html`<main id="main" class="page">
+    <p><a href="#/profile">← Back to your profile</a></p>
+    <h1>Your data and account</h1>
+    <p class="muted">Signed in as <strong>${s.me?.email}</strong></p>
+    <${ExportPanel} />
+    <${DeletePanel} />
+  </main>`;
 }
 
 // -- discovery -------------------------------------------------------------------
@@ -804,9 +987,10 @@ function App() {
   if (!s.signedIn) return html`<${AuthScreen} /><${Toasts} />`;
   const r = s.route;
   const unread = s.conversations.reduce((n, c) => n + (c.unread_count || 0), 0);
-  const tab = (name, text, extra) => html`<a href=${"#/" + name} aria-current=${r.name === name || (name === "chats" && r.name === "chat") ? "page" : undefined}>${text}${extra}</a>`;
+  const tab = (name, text, extra) => html`<a href=${"#/" + name} aria-current=${r.name === name || (name === "chats" && r.name === "chat") || (name === "profile" && r.name === "account") ? "page" : undefined}>${text}${extra}</a>`;
   let screen;
   if (r.name === "profile") screen = html`<${ProfileScreen} />`;
+  else if (r.name === "account") screen = html`<${AccountScreen} />`;
   else if (r.name === "matches") screen = html`<${MatchesScreen} />`;
   else if (r.name === "chats") screen = html`<${InboxScreen} />`;
   else if (r.name === "chat" && r.id) screen = html`<${ConversationScreen} key=${r.id} cid=${r.id} />`;

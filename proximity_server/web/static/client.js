@@ -63,6 +63,8 @@ const COMMAND_TIMEOUT_MS = 10000;
  * @typedef {{min_age?: number, max_age?: number, gender?: string, max_distance_km?: number,
  *   limit?: number, cursor?: string}} DiscoverFilters
  * @typedef {{event_id: number, type: string, created_at: string} & Record<string, any>} ServerEvent
+ * @typedef {{id: string, status: "pending"|"running"|"ready"|"failed", created_at?: string,
+ *   download_url?: string, expires_at?: string, size_bytes?: number}} ExportJob
  */
 
 /** An error reply from the server: the `{error: {code, message}}` envelope. */
@@ -71,12 +73,15 @@ export class ApiError extends Error {
    * @param {number} status HTTP status (0 for a network failure)
    * @param {string} code the envelope's code
    * @param {string} message the envelope's message
+   * @param {number|null} [retryAfter] seconds from the reply's `Retry-After` header, when it had one
    */
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = null) {
     super(humane(message));
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    /** Seconds to wait before asking again (429 replies), or null. */
+    this.retryAfter = retryAfter;
     /** The request field the error concerns, when the message names one. */
     this.field = fieldOf(code, message);
   }
@@ -308,6 +313,82 @@ export class ApiClient {
     }
   }
 
+  /**
+   * A call that carries the current password again. A 401 there usually
+   * means a wrong password, which must not cost a token refresh; any other
+   * 401 (an expired token) renews through the cookie and retries once.
+   * @param {string} method @param {string} path @param {string} password
+   * @returns {Promise<any>}
+   */
+  async _withPassword(method, path, password) {
+    const call = () => this.request(method, path, { body: { password }, retry: false });
+    try {
+      return await call();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401 && e.field !== "password" && this.accessToken && await this.refresh()) {
+        return call();
+      }
+      throw e;
+    }
+  }
+
+  // -- your data ----------------------------------------------------------------
+
+  /**
+   * Ask for a copy of all this account's data (a zip built in the background).
+   * One export per 24 hours: another throws an {@link ApiError} with status
+   * 429 and `retryAfter` (seconds). A wrong password is a 401 whose `field`
+   * is "password".
+   * @param {string} password the current password
+   * @returns {Promise<ExportJob>} the job, usually still "pending"
+   */
+  startExport(password) { return this._withPassword("POST", "/me/export", password); }
+
+  /**
+   * Where an export stands: "pending" | "running" | "ready" | "failed";
+   * a ready one also has `download_url`, `expires_at` and `size_bytes`.
+   * @param {string} exportId
+   * @returns {Promise<ExportJob>}
+   */
+  exportStatus(exportId) { return this.request("GET", `/me/export/${encodeURIComponent(exportId)}`); }
+
+  /**
+   * Fetch a ready export's zip. It needs the bearer token, so a plain link
+   * cannot download it: the caller saves the returned Blob (e.g. through an
+   * object URL).
+   * @param {string} exportId
+   * @returns {Promise<Blob>} the zip file
+   */
+  async downloadExport(exportId) {
+    const url = `${this.baseUrl}/me/export/${encodeURIComponent(exportId)}/download`;
+    const get = () => this._fetch(url, {
+      headers: this.accessToken ? { Authorization: `Bearer ${this.accessToken}` } : {}, credentials: "same-origin",
+    });
+    let resp;
+    try {
+      resp = await get();
+      if (resp.status === 401 && this.accessToken && await this.refresh()) resp = await get();
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      throw new ApiError(0, "network", "The server cannot be reached. Check your connection.");
+    }
+    if (!resp.ok) return decode(resp);
+    return resp.blob();
+  }
+
+  /**
+   * Erase this account for good (profile, photos, likes, matches, the
+   * messages it sent), then end the session here: auth listeners hear
+   * `false`. A wrong password is a 401 whose `field` is "password" and
+   * leaves the session as it was.
+   * @param {string} password the current password
+   * @returns {Promise<void>}
+   */
+  async deleteAccount(password) {
+    await this._withPassword("DELETE", "/me", password);
+    this._clearTokens();
+  }
+
   // -- profile and photos -----------------------------------------------------
 
   /** @returns {Promise<Me>} */ me() { return this.request("GET", "/me"); }
@@ -406,14 +487,17 @@ async function decode(resp) {
   const text = await resp.text();
   try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
   if (resp.ok) return data;
-  throw errorFrom(resp.status, data);
+  const after = Number.parseInt(resp.headers?.get?.("Retry-After") ?? "", 10);
+  throw errorFrom(resp.status, data, Number.isFinite(after) ? after : null);
 }
 
-/** @param {number} status @param {any} data */
-function errorFrom(status, data) {
+/** @param {number} status @param {any} data @param {number|null} [retryAfter] */
+function errorFrom(status, data, retryAfter = null) {
   const err = data && data.error;
-  if (err && typeof err.code === "string") return new ApiError(status, err.code, String(err.message ?? err.code));
-  return new ApiError(status, "http_" + status, `The server answered ${status}.`);
+  if (err && typeof err.code === "string") {
+    return new ApiError(status, err.code, String(err.message ?? err.code), retryAfter);
+  }
+  return new ApiError(status, "http_" + status, `The server answered ${status}.`, retryAfter);
 }
 
 /**
