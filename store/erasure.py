@@ -119,6 +119,13 @@ class ErasureStore:
             await conn.execute("DELETE FROM refresh_tokens WHERE user_id = $1", uid)
             await conn.execute("DELETE FROM user_events WHERE user_id = $1", uid)
             await conn.execute("DELETE FROM user_event_counters WHERE user_id = $1", uid)
+            # Compatibility: the assessment result, crossed paths and the
+            # suggestion lists the person is in or owns (the tombstone keeps
+            # the users row, so ON DELETE CASCADE does not fire).
+            await conn.execute("DELETE FROM attachment_assessments WHERE user_id = $1", uid)
+            await conn.execute("DELETE FROM crossed_paths WHERE user_lo = $1 OR user_hi = $1", uid)
+            await conn.execute("DELETE FROM suggestions WHERE user_id = $1 OR candidate_id = $1", uid)
+            await conn.execute("DELETE FROM suggestion_days WHERE user_id = $1", uid)
             object_keys = [k for r in photo_keys for k in (r["object_key"], r["thumb_key"])]
             object_keys += [r["object_key"] for r in export_keys]
             await enqueue_in_transaction(conn, DELETE_OBJECT, object_keys)

@@ -275,3 +275,23 @@ async def test_erasure_is_rate_limited_like_login(make_client: MakeClient) -> No
         for _ in range(4)
     ]
     assert statuses[:2] == [401, 401] and statuses[-1] == 429
+
+
+async def test_erasure_removes_the_assessment_and_crossed_paths(client: AppClient) -> None:
+    """The compatibility data of an erased person goes too: their assessment
+    result and every crossed path they are part of."""
+    x = await sign_up_as(client, f"assessed_{secrets.token_hex(4)}@example.com")
+    y = await sign_up_as(client, f"passerby_{secrets.token_hex(4)}@example.com")
+    pool = client.app[keys.PG_POOL]
+    xid, yid = uuid.UUID(x.user_id), uuid.UUID(y.user_id)
+    await pool.execute(
+        """INSERT INTO attachment_assessments (user_id, answers, anxiety, avoidance, style)
+           VALUES ($1, '{}'::jsonb, 2, 2, 'secure')""",
+        xid,
+    )
+    lo, hi = sorted((xid, yid))
+    await pool.execute("INSERT INTO crossed_paths (user_lo, user_hi, count, last_at) VALUES ($1, $2, 2, now())", lo, hi)
+    resp = await client.delete("/me", json={"password": PASSWORD}, headers=x.headers)
+    assert resp.status == 204, await resp.text()
+    assert await pool.fetchval("SELECT count(*) FROM attachment_assessments WHERE user_id = $1", xid) == 0
+    assert await pool.fetchval("SELECT count(*) FROM crossed_paths WHERE $1 IN (user_lo, user_hi)", xid) == 0
