@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,6 +32,15 @@ class PoolStats:
     idle: int
 
 
+# Every connection of a server process is named after it (CLIENT LIST shows
+# which process holds which connection; tests kill one process's listener).
+CLIENT_NAME_PREFIX: Final = "proximity_server-"
+
+
+def process_client_name(pid: int | None = None) -> str:
+    return f"{CLIENT_NAME_PREFIX}{os.getpid() if pid is None else pid}"
+
+
 def create_client(url: str, *, cluster: bool = False) -> RedisClient:
     """A client whose pool waits (briefly) for a free connection instead of failing.
 
@@ -53,6 +63,7 @@ def create_client(url: str, *, cluster: bool = False) -> RedisClient:
         max_connections=MAX_CONNECTIONS,
         timeout=POOL_WAIT_SECONDS,
         health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
+        client_name=process_client_name(),
     )
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
 

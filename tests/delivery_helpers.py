@@ -20,6 +20,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from config.settings import Settings
+from store.redis_client import process_client_name
 from tests.auth_helpers import TEST_JWT_SECRET
 from tests.servers import env_for, free_port, start_run_py, stop_process, wait_until_live
 
@@ -50,11 +51,16 @@ async def kill_pubsub_clients_of(
     admin: aioredis.Redis, *, name: str | None = None, pids: Iterable[int] = (), redis_port: int = 6379
 ) -> int:
     """``CLIENT KILL`` the pub/sub connections named ``name`` or held by ``pids``; how many."""
+    pids = list(pids)
     ports = local_ports_to(pids, redis_port)
+    # Over a unix socket (the embedded Redis) there is no port to match: every
+    # connection of a server process carries its name (store/redis_client.py).
+    names = {process_client_name(pid) for pid in pids} | ({name} if name is not None else set())
     killed = 0
     for entry in await admin.client_list(_type="pubsub"):
-        port = int(str(entry["addr"]).rsplit(":", 1)[1])
-        if (name is not None and entry.get("name") == name) or port in ports:
+        addr = str(entry["addr"])
+        port = int(addr.rsplit(":", 1)[1]) if not addr.startswith("/") else -1
+        if entry.get("name") in names or port in ports:
             killed += await admin.client_kill_filter(_id=entry["id"])
     return killed
 

@@ -89,7 +89,7 @@ async def test_run_py_says_where_to_go_in_json_by_default(settings: Settings, tm
     (ready,) = [line for line in lines if line["msg"].startswith("ready: ")]
     assert ready["web_app"] == f"http://127.0.0.1:{port}/"
     assert ready["api_reference"] == f"http://127.0.0.1:{port}/docs"
-    assert "admin_console" not in ready  # no /admin/ route (yet)
+    assert ready["admin_console"] == f"http://127.0.0.1:{port}/admin/"  # the admin console is routed
 
 
 async def test_log_format_text_gives_readable_lines(settings: Settings, tmp_path: Path) -> None:
@@ -97,7 +97,9 @@ async def test_log_format_text_gives_readable_lines(settings: Settings, tmp_path
     lines = [line for line in text.splitlines() if line.strip()]
     assert lines and not any(line.startswith("{") for line in lines)
     assert any(
-        f"ready: web app http://127.0.0.1:{port}/, API reference http://127.0.0.1:{port}/docs" in line for line in lines
+        f"ready: web app http://127.0.0.1:{port}/, admin console http://127.0.0.1:{port}/admin/, "
+        f"API reference http://127.0.0.1:{port}/docs" in line
+        for line in lines
     )
     assert any(" INFO  proximity_server.run listening " in line for line in lines)
 
