@@ -11,6 +11,7 @@ so a reader that raced a "log out everywhere" cannot keep a stale value alive.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -79,8 +80,11 @@ class AccountStore:
     ) -> None:
         self._pool = pool
         self._client = client
-        # A script needs all its keys in one slot: on a cluster the check stays a pipeline.
+        # A script needs all its keys in one slot: on a cluster the check is
+        # one command per key, concurrently, on the cluster's multiplexed
+        # connections (one per primary: no connection storm under load).
         self._mux = mux if isinstance(mux, MuxRedis) else None
+        self._cluster_mux = mux if isinstance(mux, MuxCluster) else None
         self._access_check = mux.register_script(lua_source("access_check"))
         self._keys = keys
         self._publisher = publisher
@@ -208,6 +212,16 @@ class AccountStore:
         if self._mux is not None:
             keys = [cut_off_key] if api_bucket is None else [cut_off_key, api_bucket]
             cached, hits = await self._mux.evalsha(self._access_check, keys, [window_ms])
+        elif self._cluster_mux is not None:
+            mux = self._cluster_mux
+            if api_bucket is None:
+                cached, hits = await mux.execute_keyed(cut_off_key, "GET", cut_off_key), 0
+            else:
+                cached, hits, _ = await asyncio.gather(
+                    mux.execute_keyed(cut_off_key, "GET", cut_off_key),
+                    mux.execute_keyed(api_bucket, "INCR", api_bucket),
+                    mux.execute_keyed(api_bucket, "PEXPIRE", api_bucket, window_ms),
+                )
         else:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.get(cut_off_key)
@@ -231,12 +245,11 @@ class AccountStore:
         else:
             cut_off = row["tokens_valid_after"]
             value = 0 if cut_off is None else _ms(cut_off)
-        await self._client.set(
-            self._keys.tokens_valid_after(user_id),
-            NO_USER if value is None else str(value),
-            ex=VALID_AFTER_CACHE_SECONDS,
-            nx=True,
-        )
+        key, cached = self._keys.tokens_valid_after(user_id), NO_USER if value is None else str(value)
+        if self._cluster_mux is not None:
+            await self._cluster_mux.execute_keyed(key, "SET", key, cached, "EX", VALID_AFTER_CACHE_SECONDS, "NX")
+        else:
+            await self._client.set(key, cached, ex=VALID_AFTER_CACHE_SECONDS, nx=True)
         return value
 
     async def publish_logout(self, user_id: str, before_ms: int) -> None:

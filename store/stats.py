@@ -235,12 +235,11 @@ class StatsStore:
         """Add users to the day's HyperLogLog and keep its count in PostgreSQL
         (never lowered: a retried flush cannot undo a higher count)."""
         key = self._keys.active_users(day.isoformat())
-        async with self._client.pipeline(transaction=False) as pipe:
-            if user_ids:
-                pipe.pfadd(key, *user_ids)
-            pipe.expire(key, ACTIVE_USERS_TTL_SECONDS)
-            pipe.pfcount(key)
-            *_, count = await pipe.execute()
+        # One command at a time: redis-py refuses a pipelined PFCOUNT on a cluster.
+        if user_ids:
+            await self._client.pfadd(key, *user_ids)
+        await self._client.expire(key, ACTIVE_USERS_TTL_SECONDS)
+        count = await self._client.pfcount(key)
         await self._pool.execute(
             """INSERT INTO daily_active_users (date, count) VALUES ($1, $2)
                ON CONFLICT (date) DO UPDATE SET count = GREATEST(daily_active_users.count, EXCLUDED.count)""",
