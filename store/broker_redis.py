@@ -284,15 +284,13 @@ def unregistered(channel: str, raw: str) -> None:
     raise RuntimeError("no event handler registered with the broker")
 
 
-class RedisBroker:
-    """A single Redis: one connection, ``SUBSCRIBE``."""
+class BrokerCallbacks:
+    """What both brokers hand their subscribers: the registered event handler
+    and the listeners told about re-subscriptions."""
 
-    def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler | None = None) -> None:
+    def __init__(self, on_event: EventHandler | None) -> None:
         self._on_event: EventHandler = on_event or unregistered
         self._listeners: list[ResubscribeListener] = []
-        self._subscriber = Subscriber(
-            client, self._event, sharded=False, anchor=control_channel, on_resubscribed=self._resubscribed
-        )
 
     def register_event_handler(self, handler: EventHandler) -> None:
         """Where events go (the hub's ``deliver``), when the hub is built after the broker; before ``run``."""
@@ -308,6 +306,16 @@ class RedisBroker:
     def _resubscribed(self, channel: str) -> None:
         for listener in self._listeners:
             listener(channel)
+
+
+class RedisBroker(BrokerCallbacks):
+    """A single Redis: one connection, ``SUBSCRIBE``."""
+
+    def __init__(self, client: aioredis.Redis, control_channel: str, on_event: EventHandler | None = None) -> None:
+        super().__init__(on_event)
+        self._subscriber = Subscriber(
+            client, self._event, sharded=False, anchor=control_channel, on_resubscribed=self._resubscribed
+        )
 
     @property
     def connected(self) -> bool:

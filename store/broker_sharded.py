@@ -19,7 +19,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.connection import parse_url
 
-from store.broker_redis import EventHandler, ResubscribeListener, Subscriber, unregistered
+from store.broker_redis import BrokerCallbacks, EventHandler, Subscriber
 from store.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -28,35 +28,19 @@ CONNECT_TIMEOUT_SECONDS: Final = 2.0
 SLOT_REFRESH_MIN_SECONDS: Final = 1.0
 
 
-class ShardedBroker:
+class ShardedBroker(BrokerCallbacks):
     """A Redis Cluster: one ``SSUBSCRIBE`` connection per primary that owns a needed channel."""
 
     def __init__(self, cluster: aioredis.RedisCluster, url: str, on_event: EventHandler | None = None) -> None:
+        super().__init__(on_event)
         self._cluster = cluster
         self._params: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-        self._on_event: EventHandler = on_event or unregistered
         self._subscribers: dict[str, Subscriber] = {}  # node name -> its subscriber
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
         self._moves: set[asyncio.Task[None]] = set()
         self._refresh_lock = asyncio.Lock()
         self._refreshed_at = -SLOT_REFRESH_MIN_SECONDS
-        self._listeners: list[ResubscribeListener] = []
-
-    def register_event_handler(self, handler: EventHandler) -> None:
-        """Where events go (the hub's ``deliver``), when the hub is built after the broker; before ``run``."""
-        self._on_event = handler
-
-    def _event(self, channel: str, raw: str) -> None:
-        self._on_event(channel, raw)
-
-    def add_resubscribe_listener(self, listener: ResubscribeListener) -> None:
-        """Call ``listener(channel)`` whenever a channel is subscribed again after a gap."""
-        self._listeners.append(listener)
-
-    def _resubscribed(self, channel: str) -> None:
-        for listener in self._listeners:
-            listener(channel)
 
     @property
     def connected(self) -> bool:
