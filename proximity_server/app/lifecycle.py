@@ -300,8 +300,8 @@ async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
         keys=app[keys.REDIS_KEYS],
         accounts=app[keys.ACCOUNTS],
         conversations=app[keys.CONVERSATIONS],
-        members=ConversationStore(app[keys.PG_POOL]),  # look-ups only
-        likes=LikeStore(app[keys.PG_POOL]),
+        members=app[keys.CONVERSATIONS].store,  # look-ups: the chat feature's own stores
+        likes=app[keys.LIKES].store,
         events=app[keys.EVENTS],
         presence=presence,
         publisher=app[keys.PUBLISHER],
@@ -385,6 +385,8 @@ async def admin_ctx(app: web.Application) -> AsyncIterator[None]:
     signals = BanSignals(app[keys.REDIS], app[keys.REDIS_KEYS], app[keys.PUBLISHER])
     app[keys.MODERATION] = ModerationService(store, signals, app[keys.PHOTOS].urls)
     yield
+
+
 async def compatibility_ctx(app: web.Application) -> AsyncIterator[None]:
     """The assessment, daily suggestions (and their job, one process at a
     time under a Redis lock), and the crossed-paths flusher."""

@@ -126,6 +126,11 @@ class ConversationService:
         self._keys = keys
         self.messages_per_minute = per_minute
 
+    @property
+    def store(self) -> ConversationStore:
+        """The feature's store, for the look-ups other parts need (the user socket's)."""
+        return self._store
+
     async def inbox(self, viewer_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
         after = time_id_position(cursor, CONVERSATIONS_CURSOR)
         rows = await self._store.page(viewer_id, limit + 1, after)

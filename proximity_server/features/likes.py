@@ -80,6 +80,11 @@ class LikeService:
         self._presence = presence  # matches see each other's presence
         self._hidden = hidden  # mirrors blocks for the proximity hot path
 
+    @property
+    def store(self) -> LikeStore:
+        """The feature's store, for the look-ups other parts need (the user socket's)."""
+        return self._store
+
     async def like(self, viewer_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         target = target_user_id(data["user_id"], viewer_id)
         action = data["action"]
