@@ -117,6 +117,40 @@ def migration_lock_key(schema: str) -> int:
     return zlib.crc32(f"proximity_server:migrate:{check_schema_name(schema)}".encode())
 
 
+class Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection that knows whether it changed session settings.
+
+    asyncpg's default release runs a reset query (``RESET ALL``, ``UNLISTEN``,
+    ``CLOSE ALL``, advisory unlock): one more round trip after every query
+    through the pool. This code keeps no session state but what
+    :meth:`set_session` records: no LISTEN, cursors only inside transactions,
+    advisory locks transaction-scoped or released by their holder. So a
+    release only ends an open transaction (asyncpg does that first anyway) and
+    runs ``RESET ALL`` on the connections that changed a setting.
+    """
+
+    __slots__ = ("_settings_changed",)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._settings_changed = False
+
+    async def set_session(self, settings_sql: str) -> None:
+        """Run ``SET ...`` statements for this acquirer: undone on release."""
+        self._settings_changed = True
+        await self.execute(settings_sql)
+
+    async def restore_settings(self) -> None:
+        if self._settings_changed:
+            await self.execute("RESET ALL")
+            self._settings_changed = False
+
+
+async def release_reset(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release (see :class:`Connection`)."""
+    await conn.restore_settings()
+
+
 async def create_pool(
     dsn: str, schema: str = "public", *, max_size: int = POOL_MAX_SIZE, application_name: str = "proximity_server"
 ) -> asyncpg.Pool:
@@ -128,6 +162,8 @@ async def create_pool(
         command_timeout=COMMAND_TIMEOUT_SECONDS,
         timeout=CONNECT_TIMEOUT_SECONDS,
         server_settings={"search_path": schema, "application_name": application_name},
+        connection_class=Connection,
+        reset=release_reset,
     )
     assert pool is not None
     return pool
