@@ -6,6 +6,7 @@ signal the score needs read in one query per page (store/compatibility.py).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,17 +29,42 @@ def person(profile: Profile, taxonomy: Taxonomy, on: dt.date, style: str | None,
     """What scoring knows of ``profile`` on day ``on``."""
     prefs = profile.prefs
     values = {name: value for name in _VALUE_NAMES if (value := getattr(prefs, name)) is not None}
+    return person_of(
+        profile.birthdate, profile.interests, values, prefs.age_min, prefs.age_max, prefs.max_distance_km,
+        taxonomy, on, style, days,
+    )  # fmt: skip
+
+
+def person_of(
+    birthdate: dt.date,
+    interests: tuple[str, ...],
+    values: dict[str, str],
+    age_min: int | None,
+    age_max: int | None,
+    max_distance_km: float | None,
+    taxonomy: Taxonomy,
+    on: dt.date,
+    style: str | None,
+    days: float | None,
+) -> Person:
+    """What scoring knows of someone, from the fields it uses (no whole profile)."""
     return Person(
-        age=age_on(profile.birthdate, on),
-        interests=profile.interests,
-        categories=frozenset(taxonomy.categories_for(profile.interests)),
+        age=age_on(birthdate, on),
+        interests=interests,
+        categories=_categories(taxonomy, interests),
         style=style,
         values=values,
-        age_min=prefs.age_min,
-        age_max=prefs.age_max,
-        max_distance_km=prefs.max_distance_km,
+        age_min=age_min,
+        age_max=age_max,
+        max_distance_km=max_distance_km,
         days_since_active=days,
     )
+
+
+@functools.lru_cache(maxsize=16_384)
+def _categories(taxonomy: Taxonomy, interests: tuple[str, ...]) -> frozenset[str]:
+    """Interest lists repeat across people: their categories are looked up once."""
+    return frozenset(taxonomy.categories_for(interests))
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ VALUE_WEIGHTS: Final[Mapping[str, float]] = {
     "faith_importance": 1.0,
 }
 DEAL_BREAKER: Final = "family_plans"
+_CHOICE_RANK: Final = {q: {c: i for i, c in enumerate(choices)} for q, choices in VALUE_CHOICES.items()}
 
 INTEREST_SHARE: Final = 0.6
 CATEGORY_SHARE: Final = 0.4
@@ -91,9 +92,12 @@ def attachment_fit(a: str, b: str) -> float:
     return _FIT[frozenset({a, b})]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Person:
-    """What scoring needs to know about one person (all optional but ``age``)."""
+    """What scoring needs to know about one person (all optional but ``age``).
+
+    Treated as immutable; not ``frozen`` only because a frozen dataclass is
+    several times slower to build, and ranking builds one per candidate."""
 
     age: int
     interests: tuple[str, ...] = ()
@@ -104,6 +108,10 @@ class Person:
     age_max: int | None = None
     max_distance_km: float | None = None
     days_since_active: float | None = None
+    interest_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.interest_set = frozenset(self.interests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +132,14 @@ def jaccard(a: set[str] | frozenset[str], b: set[str] | frozenset[str]) -> float
 def interests_factor(a: Person, b: Person) -> float | None:
     if not a.interests or not b.interests:
         return None
-    ji = jaccard(set(a.interests), set(b.interests))
+    ji = jaccard(a.interest_set, b.interest_set)
     jc = jaccard(a.categories, b.categories) if a.categories | b.categories else ji
     return math.sqrt(INTEREST_SHARE * ji + CATEGORY_SHARE * jc)
 
 
 def _agreement(question: str, x: str, y: str) -> float:
-    choices = VALUE_CHOICES[question]
-    return 1.0 - abs(choices.index(x) - choices.index(y)) / (len(choices) - 1)
+    rank = _CHOICE_RANK[question]
+    return 1.0 - abs(rank[x] - rank[y]) / (len(rank) - 1)
 
 
 def is_deal_breaker(a: Person, b: Person) -> bool:
@@ -174,38 +182,57 @@ def demographics_factor(a: Person, b: Person, distance_km: float | None) -> floa
     return sum(parts) / len(parts)
 
 
-def _directional(a: Person, b: Person, distance_km: float | None) -> tuple[float, float, dict[str, float | None]]:
-    """(raw 0..1, coverage 0..1, factors) from A's side."""
-    factors: dict[str, float | None] = {
+def _factors(a: Person, b: Person, distance_km: float | None) -> dict[str, float | None]:
+    """Each factor from A's side (None: not known for both)."""
+    return {
         "attachment": attachment_fit(a.style, b.style) if a.style and b.style else None,
         "interests": interests_factor(a, b),
         "values": values_factor(a, b),
         "demographics": demographics_factor(a, b, distance_km),
     }
-    present = {k: v for k, v in factors.items() if v is not None}
-    weight = sum(WEIGHTS[k] for k in present)
-    raw = sum(WEIGHTS[k] * v for k, v in present.items()) / weight
-    return raw, weight / sum(WEIGHTS.values()), factors
+
+
+_TOTAL_WEIGHT: Final = sum(WEIGHTS.values())
+
+
+def _directional(factors: Mapping[str, float | None]) -> tuple[float, float]:
+    """(raw 0..1, coverage 0..1) of one side's factors."""
+    weight = total = 0.0
+    for name, value in factors.items():
+        if value is not None:
+            weight += WEIGHTS[name]
+            total += WEIGHTS[name] * value
+    return total / weight, weight / _TOTAL_WEIGHT
 
 
 def crossed_boost(crossings: int) -> int:
     return min(CROSSED_BOOST_MAX, CROSSED_BOOST_PER * max(0, crossings))
 
 
-def score(a: Person, b: Person, *, distance_km: float | None = None, crossings: int = 0) -> Compatibility:
-    """The symmetric score of A and B, with reasons addressed to A."""
-    raw_ab, coverage, f_ab = _directional(a, b, distance_km)
-    raw_ba, _, f_ba = _directional(b, a, distance_km)
+def _total(f_ab: Mapping[str, float | None], f_ba: Mapping[str, float | None], crossings: int) -> int:
+    raw_ab, coverage = _directional(f_ab)
+    raw_ba, _ = _directional(f_ba)
     raw = math.sqrt(raw_ab * raw_ba) * 100
     shrunk = NEUTRAL + (raw - NEUTRAL) * (MIN_SHRINK + (1 - MIN_SHRINK) * coverage)
-    boost = crossed_boost(crossings)
-    total = max(0, min(100, round(shrunk + boost)))
+    return max(0, min(100, round(shrunk + crossed_boost(crossings))))
+
+
+def points(a: Person, b: Person, *, distance_km: float | None = None, crossings: int = 0) -> int:
+    """The symmetric score alone (what ``score`` gives, without its reasons):
+    ranking many candidates needs reasons only for the few it keeps."""
+    return _total(_factors(a, b, distance_km), _factors(b, a, distance_km), crossings)
+
+
+def score(a: Person, b: Person, *, distance_km: float | None = None, crossings: int = 0) -> Compatibility:
+    """The symmetric score of A and B, with reasons addressed to A."""
+    f_ab, f_ba = _factors(a, b, distance_km), _factors(b, a, distance_km)
     breakdown: dict[str, int | None] = {}
     for name in WEIGHTS:
         x, y = f_ab[name], f_ba[name]
         breakdown[name] = None if x is None or y is None else round(math.sqrt(x * y) * 100)
-    breakdown["crossed_paths_boost"] = boost
-    return Compatibility(total, breakdown, reasons(a, b, distance_km=distance_km, crossings=crossings))
+    breakdown["crossed_paths_boost"] = crossed_boost(crossings)
+    reasons_for_a = reasons(a, b, distance_km=distance_km, crossings=crossings)
+    return Compatibility(_total(f_ab, f_ba, crossings), breakdown, reasons_for_a)
 
 
 def _times(n: int) -> str:
@@ -215,7 +242,7 @@ def _times(n: int) -> str:
 def reasons(a: Person, b: Person, *, distance_km: float | None, crossings: int) -> list[str]:
     """Short lines for A about B. B's attachment style is never named."""
     lines: list[str] = []
-    shared = sorted(set(a.interests) & set(b.interests))
+    shared = sorted(a.interest_set & b.interest_set)
     if shared:
         noun = "interest" if len(shared) == 1 else "interests"
         lines.append(f"{len(shared)} shared {noun}: {', '.join(shared[:REASON_INTERESTS_SHOWN])}")

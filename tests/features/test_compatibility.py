@@ -16,6 +16,7 @@ from proximity_server.features.compatibility import (
     Person,
     attachment_fit,
     distance_fit,
+    points,
     score,
 )
 from proximity_server.features.errors import BadRequest
@@ -101,6 +102,15 @@ def test_scores_symmetric_and_bounded(a: Person, b: Person, distance: float | No
     ba = score(b, a, distance_km=distance, crossings=crossings)
     assert ab.score == ba.score
     assert 0 <= ab.score <= 100
+
+
+@pytest.mark.parametrize(("a", "b"), list(itertools.product(PEOPLE, PEOPLE)))
+@pytest.mark.parametrize(("distance", "crossings"), [(None, 0), (3.0, 1), (250.0, 5)])
+def test_points_is_the_score_without_its_reasons(a: Person, b: Person, distance: float | None, crossings: int) -> None:
+    """Ranking uses points(); the list stores score(): they must agree."""
+    assert points(a, b, distance_km=distance, crossings=crossings) == score(
+        a, b, distance_km=distance, crossings=crossings
+    ).score
 
 
 def test_reasons_match_the_data() -> None:
