@@ -24,9 +24,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import asyncpg
+import orjson
 
 from store.discover import bounding_box
 from store.profiles import PROFILE_COLUMNS, Profile, profile_from_row
@@ -36,6 +37,87 @@ JOB_NAME: Final = "suggestions"
 _DISTANCE: Final = (
     "(2 * 6371.0088 * asin(least(1, sqrt(power(sin(radians(p.lat - {lat}) / 2), 2) + "
     "cos(radians({lat})) * cos(radians(p.lat)) * power(sin(radians(p.lon - {lon}) / 2), 2)))))"
+)
+_EXACT: Final = _DISTANCE.format(lat="$12", lon="$13")
+# The preferences scoring reads: the value questions, then the wishes (the
+# order _candidate unpacks them in).
+VALUE_NAMES: Final = ("family_plans", "smoking", "drinking", "faith_importance")
+_SCORED_PREFERENCES: Final = ", ".join(f"p.{name}" for name in (*VALUE_NAMES, "age_min", "age_max", "max_distance_km"))
+
+# Every candidate query takes the same parameters (CandidateQuery.args):
+#  $1 viewer  $2 the viewer's wished genders  $3 the viewer's gender  $4 the viewer's age
+#  $5 now  $6 one week  $7 the walk's start (uuid)  $8 the UTC day of the exposure cap
+#  $9 the cap  $10/$11 birthdate bounds from the viewer's age range (or NULL)
+#  $12/$13 the viewer's location (or NULL)  $14 the viewer's max distance (or NULL)
+#  $15..$18 its bounding box (lon NULL when it spans every longitude)
+#  $19 the viewer's crossed-paths opt-in  $20 how many rows
+# The texts are constants, so each is prepared and planned once per connection.
+_FILTERS: Final = f"""p.user_id <> $1
+    AND p.gender = ANY($2::text[]) AND $3 = ANY(p.interested_in)
+    AND (p.age_min IS NULL OR p.age_min <= $4) AND (p.age_max IS NULL OR p.age_max >= $4)
+    AND ($10::date IS NULL OR p.birthdate <= $10) AND ($11::date IS NULL OR p.birthdate > $11)
+    AND (p.lat IS NULL OR $12::float8 IS NULL OR p.max_distance_km IS NULL OR {_EXACT} <= p.max_distance_km)
+    AND (p.lat IS NULL OR $14::float8 IS NULL
+         OR (p.lat BETWEEN $15 AND $16 AND ($17::float8 IS NULL OR p.lon BETWEEN $17 AND $18)
+             AND {_EXACT} <= $14))
+    AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = p.user_id
+                    AND (u.deleted_at IS NOT NULL OR u.banned_at IS NOT NULL))
+    AND NOT EXISTS (SELECT 1 FROM likes l WHERE l.liker = $1 AND l.likee = p.user_id)
+    AND NOT EXISTS (SELECT 1 FROM matches m WHERE m.user_a = least($1::uuid, p.user_id)
+                    AND m.user_b = greatest($1::uuid, p.user_id) AND m.ended_at IS NULL)
+    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = $1 AND b.blocked = p.user_id)
+    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = p.user_id AND b.blocked = $1)
+    AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.reporter = $1 AND r.reported = p.user_id)
+    AND NOT EXISTS (SELECT 1 FROM suggestions s WHERE s.user_id = $1 AND s.candidate_id = p.user_id
+                    AND s.shown_at >= $5::timestamptz - $6::interval)
+    AND (SELECT count(*) FROM (SELECT 1 FROM suggestions s WHERE s.candidate_id = p.user_id
+                               AND s.shown_at >= $8 LIMIT $9) capped) < $9"""  # noqa: S608 (constant)
+
+
+def _candidate_sql(where: str, order: str, limit: str = "$20", part: int = 0) -> str:
+    """``part`` tells the rows of a UNION ALL's branches apart."""
+    return f"""SELECT {part} AS part, p.user_id, p.birthdate, p.interests, p.created_at, {_SCORED_PREFERENCES},
+                 CASE WHEN p.lat IS NULL OR $12::float8 IS NULL THEN NULL ELSE {_EXACT} END AS distance_km,
+                 (SELECT a.style FROM attachment_assessments a WHERE a.user_id = p.user_id) AS style,
+                 (SELECT extract(epoch FROM $5::timestamptz - max(t.created_at)) / 86400
+                  FROM refresh_tokens t WHERE t.user_id = p.user_id)::float8 AS days_since_active,
+                 COALESCE((SELECT c.count FROM crossed_paths c
+                           WHERE c.user_lo = least($1::uuid, p.user_id) AND c.user_hi = greatest($1::uuid, p.user_id)
+                             AND c.last_at >= $5::timestamptz - $6::interval AND p.crossed_paths AND $19), 0)
+                   AS crossings
+              FROM profiles p
+              WHERE {where} AND {_FILTERS}
+              ORDER BY {order} LIMIT {limit}"""  # noqa: S608 (constant clauses; values are parameters)
+
+
+# The newest first-week profiles (profiles_discover_idx), up to $21: the
+# second branch of the first query, so one round trip brings both.
+_NEWCOMERS: Final = _candidate_sql(
+    "p.created_at >= $5::timestamptz - $6::interval", "p.created_at DESC, p.user_id DESC", "$21", 1
+)
+# The walk over the primary key from the day's start point, and its wrap-around.
+_WALK: Final = _candidate_sql("p.user_id >= $7::uuid", "p.user_id")
+_WRAP: Final = _candidate_sql("p.user_id < $7::uuid", "p.user_id")
+# A viewer with a maximum distance: the bounding box on profiles_lat_lon_idx,
+# in the walk's rotating order, then the profiles without a location
+# (profiles_no_location_idx), which that preference does not exclude.
+_NEAR: Final = _candidate_sql(
+    "p.lat BETWEEN $15 AND $16 AND ($17::float8 IS NULL OR p.lon BETWEEN $17 AND $18)",
+    "p.user_id < $7::uuid, p.user_id",
+)
+_UNPLACED: Final = _candidate_sql("p.lat IS NULL", "p.user_id < $7::uuid, p.user_id")
+_WALK_AND_NEWCOMERS: Final = f"({_WALK}) UNION ALL ({_NEWCOMERS})"
+_NEAR_AND_NEWCOMERS: Final = f"({_NEAR}) UNION ALL ({_NEWCOMERS})"
+
+# Candidate queries are index walks with a LIMIT and per-row key look-ups by
+# design. Planning one costs more than running it and every custom plan comes
+# out alike, so each is planned once per connection; and a plan made while a
+# table was small (suggestions fills up all day) must not scan it later, so
+# sequential scans and hash or merge joins are ruled out for them. The pool's
+# release restores the defaults for every other query (db.Connection).
+_INDEX_WALK_PLANS: Final = (
+    "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off;"
+    " SET enable_hashjoin = off; SET enable_mergejoin = off"
 )
 
 
@@ -56,10 +138,48 @@ class CandidateQuery:
     limit: int
     newcomer_limit: int
 
+    def args(self, limit: int, newcomer_limit: int | None = None) -> list[object]:
+        v = self.viewer
+        loc = v.location
+        wish = v.prefs.max_distance_km if loc is not None else None
+        box = bounding_box(loc, wish) if loc is not None and wish is not None else None
+        return [
+            v.user_id,
+            list(v.interested_in),
+            v.gender,
+            self.viewer_age,
+            self.now,
+            WEEK,
+            self.start,
+            self.day_start,
+            self.max_exposure,
+            self.born_on_or_before,
+            self.born_after,
+            loc.lat if loc is not None else None,
+            loc.lon if loc is not None else None,
+            wish,
+            box.lat_min if box is not None else None,
+            box.lat_max if box is not None else None,
+            box.lon_min if box is not None else None,
+            box.lon_max if box is not None else None,
+            v.prefs.crossed_paths,
+            limit,
+            *(() if newcomer_limit is None else (newcomer_limit,)),
+        ]
 
-@dataclass(frozen=True, slots=True)
-class CandidateRow:
-    profile: Profile
+
+class CandidateRow(NamedTuple):
+    """What ranking needs of a candidate (the list shows whole cards later).
+    A tuple: a job builds hundreds of thousands of these."""
+
+    user_id: str
+    birthdate: dt.date
+    interests: tuple[str, ...]
+    created_at: dt.datetime
+    values: dict[str, str]  # the value questions answered
+    age_min: int | None
+    age_max: int | None
+    max_distance_km: float | None
     distance_km: float | None
     style: str | None
     days_since_active: float | None
@@ -81,77 +201,46 @@ class StoredCard:
     reasons: tuple[str, ...]
 
 
-def _candidate_sql(q: CandidateQuery, where_extra: str, order: str, limit: int) -> tuple[str, list[object]]:
-    """``where_extra`` may use ``$7``: the walk's start point."""
-    v = q.viewer
-    args: list[object] = [v.user_id, list(v.interested_in), v.gender, q.viewer_age, q.now, WEEK, q.start]
-
-    def arg(value: object) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    loc = v.location
-    distance = "NULL::double precision"
-    where = [
-        "u.deleted_at IS NULL",
-        "u.banned_at IS NULL",
-        "p.user_id <> $1",
-        "p.gender = ANY($2::text[])",
-        "$3 = ANY(p.interested_in)",
-        "(p.age_min IS NULL OR p.age_min <= $4)",
-        "(p.age_max IS NULL OR p.age_max >= $4)",
-        "NOT EXISTS (SELECT 1 FROM likes l WHERE l.liker = $1 AND l.likee = p.user_id)",
-        "NOT EXISTS (SELECT 1 FROM matches m WHERE m.user_a = least($1::uuid, p.user_id)"
-        " AND m.user_b = greatest($1::uuid, p.user_id) AND m.ended_at IS NULL)",
-        "NOT EXISTS (SELECT 1 FROM blocks b WHERE (b.blocker, b.blocked) IN (($1, p.user_id), (p.user_id, $1)))",
-        "NOT EXISTS (SELECT 1 FROM reports r WHERE r.reported = p.user_id AND r.reporter = $1)",
-        "NOT EXISTS (SELECT 1 FROM suggestions s WHERE s.user_id = $1 AND s.candidate_id = p.user_id"
-        " AND s.shown_at >= $5::timestamptz - $6::interval)",
-    ]
-    day_start, cap = arg(q.day_start), arg(q.max_exposure)
-    where.append(
-        f"(SELECT count(*) FROM suggestions s WHERE s.candidate_id = p.user_id AND s.shown_at >= {day_start}) < {cap}"  # noqa: S608 (placeholders only)
-    )
-    if q.born_on_or_before is not None:
-        where.append(f"p.birthdate <= {arg(q.born_on_or_before)}")
-    if q.born_after is not None:
-        where.append(f"p.birthdate > {arg(q.born_after)}")
-    if loc is not None:
-        lat, lon = arg(loc.lat), arg(loc.lon)
-        exact = _DISTANCE.format(lat=lat, lon=lon)
-        distance = f"CASE WHEN p.lat IS NULL THEN NULL ELSE {exact} END"
-        # Distance preferences apply when both locations are known.
-        where.append(f"(p.max_distance_km IS NULL OR p.lat IS NULL OR {exact} <= p.max_distance_km)")
-        if v.prefs.max_distance_km is not None:
-            box = bounding_box(loc, v.prefs.max_distance_km)
-            box_sql = f"p.lat BETWEEN {arg(box.lat_min)} AND {arg(box.lat_max)}"
-            if box.lon_min is not None:
-                box_sql += f" AND p.lon BETWEEN {arg(box.lon_min)} AND {arg(box.lon_max)}"
-            where.append(f"(p.lat IS NULL OR ({box_sql} AND {exact} <= {arg(v.prefs.max_distance_km)}))")
-    where.append(where_extra)
-    sql = f"""SELECT {PROFILE_COLUMNS}, {distance} AS distance_km, a.style,
-                 (SELECT extract(epoch FROM $5::timestamptz - max(t.created_at)) / 86400
-                  FROM refresh_tokens t WHERE t.user_id = p.user_id) AS days_since_active,
-                 COALESCE((SELECT c.count FROM crossed_paths c
-                           WHERE c.user_lo = least($1::uuid, p.user_id) AND c.user_hi = greatest($1::uuid, p.user_id)
-                             AND c.last_at >= $5::timestamptz - $6::interval AND p.crossed_paths
-                             AND {arg(v.prefs.crossed_paths)}), 0) AS crossings
-              FROM profiles p JOIN users u ON u.id = p.user_id
-              LEFT JOIN attachment_assessments a ON a.user_id = p.user_id
-              WHERE {" AND ".join(where)}
-              ORDER BY {order} LIMIT {arg(limit)}"""  # noqa: S608 (clauses are constants; values are parameters)
-    return sql, args
-
-
 def _candidate(row: asyncpg.Record) -> CandidateRow:
-    days = row["days_since_active"]
+    _, user_id, birthdate, interests, created_at, *values, age_min, age_max, max_km, km, style, days, crossings = row
     return CandidateRow(
-        profile_from_row(row),
-        row["distance_km"],
-        row["style"],
+        str(user_id),
+        birthdate,
+        tuple(interests),
+        created_at,
+        {name: value for name, value in zip(VALUE_NAMES, values, strict=True) if value is not None},
+        age_min,
+        age_max,
+        max_km,
+        km,
+        style,
         None if days is None else float(days),
-        int(row["crossings"]),
+        crossings,
     )
+
+
+# The fence (when given), the day's marker and its cards, as one statement:
+# each step runs only if the one before it wrote (the CTEs see each other's
+# RETURNING rows). $4 is [[candidate_id, score, [reason, ...]], ...], best first.
+_SAVE_LIST: Final = """
+WITH fence AS (
+    INSERT INTO job_fences AS f (name, token) SELECT $6, $5 WHERE $5::bigint IS NOT NULL
+    ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token WHERE f.token <= EXCLUDED.token
+    RETURNING token
+), day AS (
+    INSERT INTO suggestion_days (user_id, local_date, made_at)
+    SELECT id, $2, $3 FROM users
+    WHERE id = $1 AND deleted_at IS NULL AND ($5::bigint IS NULL OR EXISTS (SELECT 1 FROM fence))
+    ON CONFLICT DO NOTHING RETURNING user_id
+), cards AS (
+    INSERT INTO suggestions (user_id, local_date, position, candidate_id, score, reasons, shown_at)
+    SELECT $1, $2, e.n - 1, (e.card->>0)::uuid, (e.card->>1)::smallint,
+           ARRAY(SELECT jsonb_array_elements_text(e.card->2)), $3
+    FROM jsonb_array_elements($4::jsonb) WITH ORDINALITY AS e(card, n)
+    WHERE EXISTS (SELECT 1 FROM day)
+)
+SELECT $5::bigint IS NULL OR EXISTS (SELECT 1 FROM fence) AS fenced_ok, EXISTS (SELECT 1 FROM day) AS made
+"""
 
 
 class SuggestionStore:
@@ -159,27 +248,22 @@ class SuggestionStore:
         self._pool = pool
 
     async def candidates(self, q: CandidateQuery) -> list[CandidateRow]:
-        """Up to ``limit`` candidates from the rotating walk, plus up to
-        ``newcomer_limit`` of the newest first-week profiles, each once."""
-        walk_sql, walk_args = _candidate_sql(q, "p.user_id >= $7::uuid", "p.user_id", q.limit)
-        new_sql, new_args = _candidate_sql(
-            q,
-            "p.created_at >= $5::timestamptz - $6::interval AND $7::uuid IS NOT NULL",
-            "p.created_at DESC, p.user_id DESC",
-            q.newcomer_limit,
-        )
+        """Up to ``limit`` candidates, plus up to ``newcomer_limit`` of the
+        newest first-week profiles, each once."""
+        near = q.viewer.location is not None and q.viewer.prefs.max_distance_km is not None
+        first, rest = (_NEAR_AND_NEWCOMERS, _UNPLACED) if near else (_WALK_AND_NEWCOMERS, _WRAP)
         async with self._pool.acquire() as conn:
-            rows = list(await conn.fetch(walk_sql, *walk_args))
-            if len(rows) < q.limit:
-                wrap_sql, wrap_args = _candidate_sql(q, "p.user_id < $7::uuid", "p.user_id", q.limit - len(rows))
-                rows += await conn.fetch(wrap_sql, *wrap_args)
-            rows += await conn.fetch(new_sql, *new_args)
+            await conn.set_session(_INDEX_WALK_PLANS)
+            rows = list(await conn.fetch(first, *q.args(q.limit, q.newcomer_limit)))
+            walked = sum(1 for row in rows if row["part"] == 0)
+            if walked < q.limit:
+                rows += await conn.fetch(rest, *q.args(q.limit - walked))
         seen: set[str] = set()
         out = []
         for row in rows:
             c = _candidate(row)
-            if c.profile.user_id not in seen:
-                seen.add(c.profile.user_id)
+            if c.user_id not in seen:
+                seen.add(c.user_id)
                 out.append(c)
         return out
 
@@ -207,37 +291,13 @@ class SuggestionStore:
         entries: Sequence[Entry],
         fence: int | None = None,
     ) -> bool:
-        """Store the day's list unless one exists already (False then)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if fence is not None:
-                accepted = await conn.fetchval(
-                    """INSERT INTO job_fences AS f (name, token) VALUES ($1, $2)
-                       ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token WHERE f.token <= EXCLUDED.token
-                       RETURNING token""",
-                    JOB_NAME,
-                    fence,
-                )
-                if accepted is None:
-                    raise FencedOut(f"fencing token {fence} is stale")
-            made = await conn.fetchval(
-                """INSERT INTO suggestion_days (user_id, local_date, made_at)
-                   SELECT id, $2, $3 FROM users WHERE id = $1 AND deleted_at IS NULL
-                   ON CONFLICT DO NOTHING RETURNING true""",
-                user_id,
-                local_date,
-                now,
-            )
-            if not made:
-                return False
-            await conn.executemany(
-                """INSERT INTO suggestions (user_id, local_date, position, candidate_id, score, reasons, shown_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                [
-                    (user_id, local_date, i, e.candidate_id, e.score, list(e.reasons), now)
-                    for i, e in enumerate(entries)
-                ],
-            )
-            return True
+        """Store the day's list unless one exists already (False then), in one
+        statement; with a ``fence``, only while it is the newest one seen."""
+        cards = orjson.dumps([[e.candidate_id, e.score, list(e.reasons)] for e in entries]).decode()
+        row = await self._pool.fetchrow(_SAVE_LIST, user_id, local_date, now, cards, fence, JOB_NAME)
+        if not row["fenced_ok"]:
+            raise FencedOut(f"fencing token {fence} is stale")
+        return bool(row["made"])
 
     async def cards(self, user_id: str, local_date: dt.date) -> list[StoredCard]:
         """The day's list, best first, without anyone the person has since
@@ -263,19 +323,22 @@ class SuggestionStore:
         )
         return [StoredCard(profile_from_row(r), r["distance_km"], r["score"], tuple(r["reasons"])) for r in rows]
 
-    async def due_people(self, now: dt.datetime, after: str | None, limit: int) -> list[str]:
-        """People active in the last 7 days with no list for their local date yet."""
+    async def due_people(self, now: dt.datetime, after: str | None, limit: int) -> list[tuple[Profile, str | None]]:
+        """People active in the last 7 days with no list for their local date
+        yet, in key order after ``after``: each profile with its attachment style."""
         rows = await self._pool.fetch(
-            """SELECT p.user_id FROM profiles p JOIN users u ON u.id = p.user_id
-               WHERE u.deleted_at IS NULL AND ($2::uuid IS NULL OR p.user_id > $2::uuid)
-                 AND EXISTS (SELECT 1 FROM refresh_tokens t
-                             WHERE t.user_id = p.user_id AND t.created_at >= $1::timestamptz - $4::interval)
-                 AND NOT EXISTS (SELECT 1 FROM suggestion_days d WHERE d.user_id = p.user_id
-                                 AND d.local_date = ($1::timestamptz AT TIME ZONE p.time_zone)::date)
-               ORDER BY p.user_id LIMIT $3""",
+            f"""SELECT {PROFILE_COLUMNS}, a.style
+                FROM profiles p JOIN users u ON u.id = p.user_id
+                LEFT JOIN attachment_assessments a ON a.user_id = p.user_id
+                WHERE u.deleted_at IS NULL AND u.banned_at IS NULL AND ($2::uuid IS NULL OR p.user_id > $2::uuid)
+                  AND EXISTS (SELECT 1 FROM refresh_tokens t
+                              WHERE t.user_id = p.user_id AND t.created_at >= $1::timestamptz - $4::interval)
+                  AND NOT EXISTS (SELECT 1 FROM suggestion_days d WHERE d.user_id = p.user_id
+                                  AND d.local_date = ($1::timestamptz AT TIME ZONE p.time_zone)::date)
+                ORDER BY p.user_id LIMIT $3""",  # noqa: S608 (constant columns)
             now,
             after,
             limit,
             WEEK,
         )
-        return [str(r["user_id"]) for r in rows]
+        return [(profile_from_row(r), r["style"]) for r in rows]

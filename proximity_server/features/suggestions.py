@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from proximity_server.features.card_scores import person
-from proximity_server.features.compatibility import Person, score
+from proximity_server.features.card_scores import person, person_of
+from proximity_server.features.compatibility import Person, points, score
 from proximity_server.features.profiles import ProfileService, age_on, public_view, years_before
 from proximity_server.features.taxonomy import Taxonomy
 from store.job_lock import JobLock
@@ -36,7 +36,7 @@ from store.suggestions import CandidateQuery, CandidateRow, Entry, FencedOut, Su
 
 log = logging.getLogger(__name__)
 
-CANDIDATE_POOL: Final = 150
+CANDIDATE_POOL: Final = 100
 NEWCOMER_POOL: Final = 20
 NEWCOMER_AGE: Final = dt.timedelta(days=7)
 JOB_BATCH: Final = 200
@@ -79,7 +79,7 @@ class SuggestionService:
         # the check whether today's list was made (an empty list is a list).
         cards = await self.store.cards(user_id, day)
         if not cards and not await self.store.has_list(user_id, day):
-            await self.make_list(viewer, now)
+            await self.make_list(viewer, await self.store.viewer_extras(user_id), now)
             cards = await self.store.cards(user_id, day)
         photos = await self.photos.list_for_users([c.profile.user_id for c in cards])
         items = []
@@ -89,8 +89,9 @@ class SuggestionService:
             items.append(view)
         return {"date": day.isoformat(), "items": items}
 
-    async def make_list(self, viewer: Profile, now: dt.datetime, fence: int | None = None) -> bool:
-        """Pick, score and store the day's list (False if one existed)."""
+    async def make_list(self, viewer: Profile, style: str | None, now: dt.datetime, fence: int | None = None) -> bool:
+        """Pick, score and store the day's list (False if one existed);
+        ``style`` is the viewer's attachment style, if they took the assessment."""
         day = local_date(now, viewer.prefs.time_zone)
         today = now.date()
         prefs = viewer.prefs
@@ -107,24 +108,34 @@ class SuggestionService:
             newcomer_limit=NEWCOMER_POOL,
         )
         candidates = await self.store.candidates(query)
-        me = person(viewer, self.taxonomy, today, await self.store.viewer_extras(viewer.user_id), 0.0)
+        me = person(viewer, self.taxonomy, today, style, 0.0)
         entries = self.rank(me, candidates, today, now)
         return await self.store.save_list(viewer.user_id, day, now, entries, fence)
 
     def rank(self, me: Person, candidates: list[CandidateRow], today: dt.date, now: dt.datetime) -> list[Entry]:
+        """The best ``per_day``, best first (ties by id); reasons only for those."""
         scored = []
+        others = {}
         for c in candidates:
-            other = person(c.profile, self.taxonomy, today, c.style, c.days_since_active)
-            result = score(me, other, distance_km=c.distance_km, crossings=c.crossings)
-            newcomer = c.profile.created_at >= now - NEWCOMER_AGE
-            scored.append((result.score, c.profile.user_id, newcomer, tuple(result.reasons)))
+            other = person_of(
+                c.birthdate, c.interests, c.values, c.age_min, c.age_max, c.max_distance_km,
+                self.taxonomy, today, c.style, c.days_since_active,
+            )  # fmt: skip
+            others[c.user_id] = (other, c)
+            points_ = points(me, other, distance_km=c.distance_km, crossings=c.crossings)
+            scored.append((points_, c.user_id, c.created_at >= now - NEWCOMER_AGE))
         scored.sort(key=lambda s: (-s[0], s[1]))
         chosen = scored[: self.per_day]
-        if chosen and not any(s[2] for s in chosen):
+        if chosen and not any(newcomer for _, _, newcomer in chosen):
             best_new = next((s for s in scored[self.per_day :] if s[2]), None)
             if best_new is not None:
                 chosen[-1] = best_new
-        return [Entry(user_id, points, reasons) for points, user_id, _, reasons in chosen]
+        entries = []
+        for _, user_id, _ in chosen:
+            other, c = others[user_id]
+            result = score(me, other, distance_km=c.distance_km, crossings=c.crossings)
+            entries.append(Entry(user_id, result.score, tuple(result.reasons)))
+        return entries
 
 
 class SuggestionJob:
@@ -147,17 +158,16 @@ class SuggestionJob:
             after: str | None = None
             gate = asyncio.Semaphore(JOB_CONCURRENCY)
 
-            async def one(user_id: str) -> bool:
+            async def one(profile: Profile, style: str | None) -> bool:
                 async with gate:
-                    profile = await self._service.profiles.profiles.get(user_id)
-                    return profile is not None and await self._service.make_list(profile, now, token)
+                    return await self._service.make_list(profile, style, now, token)
 
             while True:
                 people = await self._service.store.due_people(now, after, JOB_BATCH)
                 if not people:
                     break
-                made += sum(await asyncio.gather(*(one(u) for u in people)))
-                after = people[-1]
+                made += sum(await asyncio.gather(*(one(p, style) for p, style in people)))
+                after = people[-1][0].user_id
                 if not await self._lock.extend(token):
                     log.warning("suggestion job lost its lock; stopping")
                     break
