@@ -7,12 +7,11 @@ from aiohttp import web
 from proximity_server.app import state as keys
 from proximity_server.app.auth import authenticated_user
 from proximity_server.app.http import json_reply, read_json_object
-from proximity_server.features.assessment import questions_view
 
 
 async def questions(request: web.Request) -> web.Response:
-    await authenticated_user(request)
-    return json_reply(200, questions_view())
+    user = await authenticated_user(request)
+    return json_reply(200, await request.app[keys.ASSESSMENT].questions(user.user_id))
 
 
 async def submit(request: web.Request) -> web.Response:

@@ -1171,8 +1171,12 @@ def _compatibility_schemas() -> dict[str, Schema]:
                     "type": "array",
                     "items": _obj({"id": {"type": "string"}, "text": {"type": "string"}}, ["id", "text"]),
                 },
+                "result": {
+                    "oneOf": [ref("AssessmentResult"), {"type": "null"}],
+                    "description": "your current result; null until you take it",
+                },
             },
-            ["scale", "items"],
+            ["scale", "items", "result"],
         ),
         "AssessmentAnswers": _obj(
             {
@@ -1211,7 +1215,7 @@ def _compatibility_paths() -> dict[str, Any]:
         "/me/assessment": {
             "get": _op(
                 "assessmentQuestions",
-                "The attachment assessment's statements (1–7 agreement)",
+                "The attachment assessment's statements (1–7 agreement) and your current result",
                 {"200": _ok("the statements", ref("AssessmentQuestions")), **e(401, 429, 503)},
                 security=USER,
                 tags=["compatibility"],

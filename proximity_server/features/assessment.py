@@ -12,7 +12,8 @@ is the mean of its nine items (1–7); a mean of at least
     anxiety low,  avoidance high  → avoidant
     anxiety high, avoidance high  → fearful_avoidant
 
-Only the owner reads their result; a retake is allowed once per
+Only the owner reads their result (also on ``GET /me/assessment``, beside the
+statements, so a client learns whether it was taken without a 404); a retake is allowed once per
 :data:`RETAKE_INTERVAL` (24 h after the last one; 429 with Retry-After).
 """
 
@@ -180,6 +181,11 @@ class AssessmentService:
                 "you can retake the assessment once a day", code=RETAKE_CODE, headers={"Retry-After": str(wait)}
             )
         return result_view(record, now)
+
+    async def questions(self, user_id: str) -> dict[str, Any]:
+        """The statements, and the owner's current result (None before the first)."""
+        record = await self.store.get(user_id)
+        return {**questions_view(), "result": result_view(record, self.clock()) if record is not None else None}
 
     async def result(self, user_id: str) -> dict[str, Any]:
         record = await self.store.get(user_id)

@@ -38,11 +38,15 @@ async def test_questions_answers_and_result(client: AppClient) -> None:
     assert resp.status == 200
     body = await resp.json()
     assert [item["id"] for item in body["items"]] == list(ITEM_IDS) and len(ITEM_IDS) == 18
+    assert body["result"] is None
     resp = await client.put("/me/assessment", json={"answers": answers(6, 2)}, headers=user.headers)
     assert resp.status == 200, await resp.text()
     result = await (await client.get("/me/assessment/result", headers=user.headers)).json()
     assert (result["anxiety"], result["avoidance"], result["style"]) == (6, 2, "anxious")
     assert result["insights"]
+    # The statements come with the current result, so a client needs no 404 to learn it was taken.
+    body = await (await client.get("/me/assessment", headers=user.headers)).json()
+    assert body["result"] == result
 
 
 @pytest.mark.parametrize(

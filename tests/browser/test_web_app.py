@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, BrowserContext, FilePayload, Page, expect
+from playwright.async_api import Browser, BrowserContext, FilePayload, Locator, Page, expect
 
 from tests.browser.conftest import AXE, SCREENSHOTS
 
@@ -81,8 +81,9 @@ async def fill_profile(p: Person, gender: str, likes: str, lat: float) -> None:
     await expect(page.get_by_role("status").filter(has_text="Saved.")).to_be_visible()
 
 
-async def check_screen(page: Page, name: str) -> None:
-    """axe-core finds no serious or critical violation; screenshots at both widths."""
+async def check_screen(page: Page, name: str, show: Locator | None = None) -> None:
+    """axe-core finds no serious or critical violation; screenshots at both widths
+    (with ``show`` scrolled to the top of the view at each)."""
     if not await page.evaluate("typeof axe !== 'undefined'"):
         await page.evaluate(AXE_SOURCE)  # evaluated by DevTools: the page's CSP stays strict
     result: dict[str, Any] = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
@@ -95,6 +96,8 @@ async def check_screen(page: Page, name: str) -> None:
     size = page.viewport_size
     for label, viewport in (("1280", DESKTOP), ("390", PHONE)):
         await page.set_viewport_size(viewport)  # type: ignore[arg-type]
+        if show is not None:
+            await show.evaluate("el => el.scrollIntoView({block: 'start'})")
         await page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"))
     if size:
         await page.set_viewport_size(size)

@@ -37,8 +37,11 @@ HISTORY = 120  # messages seeded before opening a conversation: four pages of 30
 UNREAD = 8
 
 
-async def new_person(browser: Browser, base: str, name: str, viewport: dict[str, int] = DESKTOP) -> Person:
-    context = await browser.new_context(base_url=base, viewport=viewport)  # type: ignore[arg-type]
+async def new_person(
+    browser: Browser, base: str, name: str, viewport: dict[str, int] = DESKTOP, **options: Any
+) -> Person:
+    """A person in a browser context of their own (``options``: more context settings, e.g. ``timezone_id``)."""
+    context = await browser.new_context(base_url=base, viewport=viewport, **options)  # type: ignore[arg-type]
     page = await context.new_page()
     person = Person(page, context, f"{name.lower()}-{secrets.token_hex(4)}@example.com", name)
     page.on("console", lambda msg: person.errors.append(msg.text) if msg.type == "error" else None)
@@ -54,8 +57,8 @@ class People:
     def __init__(self, browser: Browser, base: str) -> None:
         self.browser, self.base, self.all = browser, base, list[Person]()
 
-    async def open(self, name: str, viewport: dict[str, int] = DESKTOP) -> Person:
-        person = await new_person(self.browser, self.base, name, viewport)
+    async def open(self, name: str, viewport: dict[str, int] = DESKTOP, **options: Any) -> Person:
+        person = await new_person(self.browser, self.base, name, viewport, **options)
         self.all.append(person)
         return person
 
@@ -88,6 +91,12 @@ class Api:
         self.users[name] = (pair["user_id"], {"Authorization": f"Bearer {pair['access_token']}"})
         body = {"display_name": name, "birthdate": "1994-05-17", "gender": gender, "interested_in": likes, **profile}
         await self.call("PUT", "/me/profile", name, json=body)
+        return str(pair["user_id"])
+
+    async def sign_in(self, name: str, email: str) -> str:
+        """Act over HTTP as someone who signed up in the browser."""
+        pair = await self.call("POST", "/auth/login", json={"email": email, "password": PASSWORD})
+        self.users[name] = (pair["user_id"], {"Authorization": f"Bearer {pair['access_token']}"})
         return str(pair["user_id"])
 
     async def match(self, a: str, b: str) -> str:

@@ -1,8 +1,8 @@
 // The web app: screens over the data layer in client.js. Text from the
 // server is only ever rendered as text (htm escapes it), never as HTML.
 import { html, render, useState, useEffect, useRef, useLayoutEffect } from "./vendor/preact-htm.module.js";
-import { ApiClient, ApiError, Realtime, MessageList, Outbox, GENDERS, MAX_PHOTOS, REPORT_REASONS, randomId,
-  resumeSession, trackSessionHint } from "./client.js";
+import { ApiClient, ApiError, Realtime, MessageList, Outbox, GENDERS, MAX_PHOTOS, REPORT_REASONS, VALUE_CHOICES,
+  DEFAULT_TIME_ZONE, RETAKE_TOO_SOON, randomId, resumeSession, trackSessionHint } from "./client.js";
 
 const TYPING_SHOWN_MS = 4000;
 const TYPING_SEND_EVERY_MS = 2500;
@@ -10,6 +10,11 @@ const TOAST_MS = 6000;
 const PAGE = 30;
 const EXPORT_POLL_MS = 1000;
 const EXPORT_FILE_NAME = "proximity-my-data.zip";
+const STYLE_NAMES = { secure: "Secure", anxious: "Anxious", avoidant: "Avoidant", fearful_avoidant: "Fearful-avoidant" };
+const VALUE_LABELS = { family_plans: "Family plans", smoking: "Smoking", drinking: "Drinking",
+  faith_importance: "Importance of faith" };
+const BROWSER_TIME_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || DEFAULT_TIME_ZONE;
+const TIME_ZONES = Intl.supportedValuesOf?.("timeZone") ?? [];
 
 const api = new ApiClient();
 const rt = new Realtime(api);
@@ -19,6 +24,9 @@ const rt = new Realtime(api);
 const state = {
   booting: true, signedIn: false, me: null, route: parseRoute(), status: "offline",
   matches: [], conversations: [], toasts: [],
+  /** The assessment's statements and your result: undefined until loaded. */ assessment: undefined,
+  /** Just made a profile: the assessment is offered as the next step. */ onboarding: false,
+  /** "Skip for now" was chosen: no more invitations this visit. */ assessmentSkipped: false,
   /** @type {Map<string, MessageList>} */ lists: new Map(),
   /** @type {Map<string, string|null>} */ olderCursor: new Map(),
   /** @type {Record<string, number>} */ typing: {},
@@ -62,6 +70,12 @@ function listFor(cid) {
 
 // -- session -----------------------------------------------------------------
 
+async function loadAssessment() {
+  const assessment = await api.assessment();
+  update({ assessment });
+  return assessment;
+}
+
 async function loadLists() {
   const [matches, convs] = await Promise.all([api.matches(), api.conversations()]);
   update({ matches: matches.items, conversations: convs.items, listsLoaded: true });
@@ -83,7 +97,8 @@ api.onAuthChange((signedIn) => {
   if (!signedIn) {
     rt.stop();
     state.lists.clear();
-    update({ signedIn: false, me: null, matches: [], conversations: [], listsLoaded: false, booting: false });
+    update({ signedIn: false, me: null, matches: [], conversations: [], listsLoaded: false, booting: false,
+      assessment: undefined, onboarding: false, assessmentSkipped: false });
   }
 });
 
@@ -235,6 +250,10 @@ function timeAgo(iso) {
 }
 const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 const label = (s) => s.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
+const distanceText = (km) => `${km} km away`;
+const numberOrNull = (text) => (String(text).trim() === "" ? null : Number(text));
+/** A local calendar day ("2024-05-14") as people read it. */
+const dayText = (isoDate) => new Date(`${isoDate}T12:00:00`).toLocaleDateString([], { weekday: "long", day: "numeric", month: "long" });
 
 // -- account -------------------------------------------------------------------
 
@@ -296,6 +315,10 @@ function ProfileScreen() {
   const fromProfile = () => ({
     display_name: p?.display_name ?? "", birthdate: p?.birthdate ?? "", gender: p?.gender ?? GENDERS[0],
     interested_in: p?.interested_in ?? [], bio: p?.bio ?? "", interests: (p?.interests ?? []).join(", "),
+    ...Object.fromEntries(Object.keys(VALUE_CHOICES).map((q) => [q, p?.[q] ?? ""])),
+    age_min: p?.age_min ?? "", age_max: p?.age_max ?? "", max_distance_km: p?.max_distance_km ?? "",
+    // A new profile starts in the browser's time zone; a saved one keeps its own.
+    time_zone: p ? (p.time_zone ?? DEFAULT_TIME_ZONE) : BROWSER_TIME_ZONE, crossed_paths: p?.crossed_paths ?? true,
   });
   const [v, setV] = useState(fromProfile);
   const [loc, setLoc] = useState({ lat: p?.location?.lat ?? "", lon: p?.location?.lon ?? "" });
@@ -315,12 +338,17 @@ function ProfileScreen() {
       interested_in: GENDERS.filter((g) => v.interested_in.includes(g)), bio: v.bio,
       interests: v.interests.split(",").map((x) => x.trim()).filter(Boolean),
       location: loc.lat === "" && loc.lon === "" ? null : { lat: Number(loc.lat), lon: Number(loc.lon) },
+      ...Object.fromEntries(Object.keys(VALUE_CHOICES).map((q) => [q, v[q] || null])),
+      age_min: numberOrNull(v.age_min), age_max: numberOrNull(v.age_max),
+      max_distance_km: numberOrNull(v.max_distance_km), time_zone: v.time_zone.trim() || null,
+      crossed_paths: v.crossed_paths,
     };
     setErrors({});
     setSaved(false);
     try {
+      const first = !state.me.profile;
       const profile = await api.putProfile(body);
-      update({ me: { ...state.me, profile } });
+      update({ me: { ...state.me, profile }, onboarding: first || state.onboarding });
       setSaved(true);
     } catch (err) {
       setErrors({ [err.field && err.field in body ? err.field : "form"]: err.message });
@@ -389,15 +417,72 @@ function ProfileScreen() {
         </div>
         <p class="hint" aria-live="polite">${geoNote}</p>
       </fieldset>
+      <${ValuesFields} v=${v} bind=${bind} errors=${errors} err=${err} />
+      <${PreferenceFields} v=${v} setV=${setV} bind=${bind} errors=${errors} err=${err} saved=${Boolean(p)} />
       ${errors.form && html`<p class="error" role="alert">${errors.form}</p>`}
       <div class="actions">
         <button class="primary" type="submit">Save profile</button>
         <span class="ok" role="status">${saved ? "Saved." : ""}</span>
       </div>
     </form>
+    ${p && s.onboarding && html`<${AssessmentCard} />`}
     ${p && html`<${Photos} photos=${p.photos ?? []} />`}
+    ${p && !s.onboarding && html`<${AssessmentCard} />`}
     <${AccountPanel} />
   </main>`;
+}
+
+/** What matters to you: each question optional ("Prefer not to say" is null). */
+function ValuesFields({ v, bind, errors, err }) {
+  return html`<fieldset class="section">
+    <legend>Values</legend>
+    <p class="hint">Optional. Used only to suggest people who fit you; never shown on your profile.</p>
+    <div class="grid-2">
+      ${Object.entries(VALUE_CHOICES).map(([q, choices]) => html`<${Field} id=${q} label=${VALUE_LABELS[q]} error=${errors[q]}>
+        <select id=${q} ...${bind(q)} onChange=${bind(q).onInput} ...${err(q)}>
+          <option value="">Prefer not to say</option>
+          ${choices.map((c) => html`<option value=${c}>${label(c)}</option>`)}
+        </select>
+      <//>`)}
+    </div>
+  </fieldset>`;
+}
+
+/** Whom to suggest, when the day's list turns over, and crossed paths. */
+function PreferenceFields({ v, setV, bind, errors, err, saved }) {
+  const offerBrowserZone = saved && v.time_zone === DEFAULT_TIME_ZONE && BROWSER_TIME_ZONE !== DEFAULT_TIME_ZONE;
+  const tzHint = html`Your suggestions change at midnight in this time zone.${offerBrowserZone && html` <button type="button"
+    class="link" onClick=${() => setV((old) => ({ ...old, time_zone: BROWSER_TIME_ZONE }))}>Use ${BROWSER_TIME_ZONE}</button>`}`;
+  return html`<fieldset class="section">
+    <legend>Who you'd like to meet</legend>
+    <div class="row">
+      <${Field} id="age_min" label="Min age" error=${errors.age_min}>
+        <input id="age_min" type="number" min="18" max="120" inputmode="numeric" ...${bind("age_min")} ...${err("age_min")} />
+      <//>
+      <${Field} id="age_max" label="Max age" error=${errors.age_max}>
+        <input id="age_max" type="number" min="18" max="120" inputmode="numeric" ...${bind("age_max")} ...${err("age_max")} />
+      <//>
+      <${Field} id="max_distance_km" label="Max distance (km)" error=${errors.max_distance_km}>
+        <input id="max_distance_km" type="number" min="1" max="20000" inputmode="numeric" ...${bind("max_distance_km")}
+          ...${err("max_distance_km")} />
+      <//>
+    </div>
+    <${Field} id="time_zone" label="Time zone" error=${errors.time_zone} hint=${tzHint}>
+      <input id="time_zone" list="time-zones" autocomplete="off" spellcheck="false" ...${bind("time_zone")}
+        ...${err("time_zone")} aria-describedby=${describedBy("time_zone", errors.time_zone, true)} />
+      <datalist id="time-zones">${TIME_ZONES.map((z) => html`<option value=${z}></option>`)}</datalist>
+    <//>
+    <div class="field check">
+      <input id="crossed_paths" type="checkbox" checked=${v.crossed_paths} aria-describedby="crossed_paths-hint"
+        onChange=${(e) => setV((old) => ({ ...old, crossed_paths: e.target.checked }))} />
+      <div>
+        <label for="crossed_paths">Crossed paths</label>
+        <p class="hint" id="crossed_paths-hint">People whose phones passed yours improve your suggestions.
+          Turn this off to stop recording them.</p>
+        ${errors.crossed_paths && html`<p class="error" role="alert">${errors.crossed_paths}</p>`}
+      </div>
+    </div>
+  </fieldset>`;
 }
 
 function Photos({ photos }) {
@@ -705,9 +790,8 @@ function DiscoverScreen() {
   }
   async function act(card, like) {
     try {
-      const r = like ? await api.like(card.user_id) : await api.pass(card.user_id);
+      await likeOrPass(card, like);
       setCards((cs) => cs.filter((c) => c.user_id !== card.user_id));
-      if (r && r.matched) { toast(`It's a match with ${card.display_name}!`, "match", "chat/" + r.conversation_id); loadLists(); }
     } catch (e) { setError(e.message); }
   }
   return html`<main id="main" class="page">
@@ -729,22 +813,278 @@ function DiscoverScreen() {
     ${cards === null ? html`<p class="muted">Loading…</p>` : !cards.length && !error
       ? html`<div class="empty-state"><p>No one new right now.</p><p class="muted">Try wider filters, or come back later.</p></div>` : null}
     <ul class="cards">
-      ${(cards ?? []).map((c) => html`<li key=${c.user_id} class="card person">
-        <article aria-labelledby=${"p-" + c.user_id}>
-          <${Carousel} name=${c.display_name} photos=${c.photos} />
-          <div class="person-body">
-            <h2 id=${"p-" + c.user_id}>${c.display_name}<span class="age">, ${c.age}</span></h2>
-            ${c.distance_km !== null && html`<p class="muted">${c.distance_km} km away</p>`}
-            ${c.bio && html`<p class="bio">${c.bio}</p>`}
-            ${c.interests.length > 0 && html`<ul class="tags" aria-label="Interests">${c.interests.map((t) => html`<li>${t}</li>`)}</ul>`}
-            <div class="actions split">
-              <button type="button" class="secondary" aria-describedby=${"p-" + c.user_id} onClick=${() => act(c, false)}>Pass</button>
-              <button type="button" class="primary" aria-describedby=${"p-" + c.user_id} onClick=${() => act(c, true)}>Like</button>
-            </div>
-          </div>
-        </article>
-      </li>`)}
+      ${(cards ?? []).map((c) => html`<${PersonCard} key=${c.user_id} card=${c} onAct=${act} />`)}
     </ul>
+  </main>`;
+}
+
+/** Like or pass someone; a like that makes a match says so, with a way into the chat. */
+async function likeOrPass(card, like) {
+  const r = like ? await api.like(card.user_id) : await api.pass(card.user_id);
+  if (r && r.matched) {
+    toast(`It's a match with ${card.display_name}!`, "match", "chat/" + r.conversation_id);
+    loadLists().catch(() => {});
+  }
+}
+
+/** A person to like or pass: photos, who they are, and how well you might fit
+ * (the top reason only, or with `allReasons` every one). */
+function PersonCard({ card: c, onAct, allReasons = false }) {
+  const id = "p-" + c.user_id;
+  const distance = c.distance_km !== null ? distanceText(c.distance_km) : null;
+  return html`<li class="card person">
+    <article aria-labelledby=${id}>
+      <${Carousel} name=${c.display_name} photos=${c.photos} />
+      <div class="person-body">
+        <h2 id=${id}>${c.display_name}<span class="age">, ${c.age}</span></h2>
+        ${distance && html`<p class="muted">${distance}</p>`}
+        ${c.compatibility && html`<${Compatibility} compat=${c.compatibility} all=${allReasons} shown=${distance} />`}
+        ${c.bio && html`<p class="bio">${c.bio}</p>`}
+        ${c.interests.length > 0 && html`<ul class="tags" aria-label="Interests">${c.interests.map((t) => html`<li>${t}</li>`)}</ul>`}
+        <div class="actions split">
+          <button type="button" class="secondary" aria-describedby=${id} onClick=${() => onAct(c, false)}>Pass</button>
+          <button type="button" class="primary" aria-describedby=${id} onClick=${() => onAct(c, true)}>Like</button>
+        </div>
+      </div>
+    </article>
+  </li>`;
+}
+
+/** "87% compatible" and why; a reason the card already shows (the distance) is not repeated. */
+function Compatibility({ compat, all, shown }) {
+  const reasons = compat.reasons.filter((r) => r !== shown);
+  const score = html`<span class="score">${compat.score}% compatible</span>`;
+  if (!all) return html`<p class="compat small">${score}${reasons[0] && html`<span class="muted"> · ${reasons[0]}</span>`}</p>`;
+  return html`<div class="compat">
+    <p>${score}</p>
+    ${reasons.length > 0 && html`<ul class="reasons" aria-label="Why you might get along">
+      ${reasons.map((r) => html`<li>${r}</li>`)}</ul>`}
+  </div>`;
+}
+
+// -- today's suggestions ---------------------------------------------------------
+
+function TodayScreen() {
+  const s = useStore();
+  const [today, setToday] = useState(null);
+  const [acted, setActed] = useState(0);
+  const [error, setError] = useState("");
+  const hasProfile = Boolean(s.me?.profile);
+  useEffect(() => {
+    if (!hasProfile) return;
+    setError("");
+    api.suggestions().then(setToday, (e) => { setToday({ date: null, items: [] }); setError(e.message); });
+    if (state.assessment === undefined) loadAssessment().catch(() => {});
+  }, [s.me?.profile?.updated_at]);
+  async function act(card, like) {
+    try {
+      await likeOrPass(card, like);
+      setToday((t) => ({ ...t, items: t.items.filter((c) => c.user_id !== card.user_id) }));
+      setActed((n) => n + 1);
+    } catch (e) { setError(e.message); }
+  }
+  const notTaken = s.assessment && !s.assessment.result;
+  const takeIt = html`<a href="#/assessment">Take the assessment</a>`;
+  return html`<main id="main" class="page">
+    <h1>Today</h1>
+    ${today?.date && html`<p class="muted">Your suggestions for <time datetime=${today.date}>${dayText(today.date)}</time>.
+      A new list comes every day.</p>`}
+    ${!hasProfile && html`<p class="error" role="alert">Create your profile first to get suggestions.
+      <a href="#/profile">Go to your profile</a></p>`}
+    ${error && html`<p class="error" role="alert">${error}</p>`}
+    ${hasProfile && today === null && html`<p class="muted">Loading…</p>`}
+    ${today && !today.items.length && !error && html`<div class="empty-state">
+      <p>${acted ? "That's everyone for today — check back tomorrow." : "No suggestions today — check back tomorrow."}</p>
+      ${notTaken && html`<p class="muted">${takeIt} so we can suggest people who fit the way you relate.</p>`}
+    </div>`}
+    ${today?.items.length > 0 && notTaken && html`<p class="tip small">${takeIt} for suggestions that fit you better.</p>`}
+    <ul class="cards">
+      ${(today?.items ?? []).map((c) => html`<${PersonCard} key=${c.user_id} card=${c} onAct=${act} allReasons />`)}
+    </ul>
+  </main>`;
+}
+
+// -- the assessment -----------------------------------------------------------------
+
+const assessmentPitch = (count) => `${count} short statements about closeness, a few minutes. Your result stays `
+  + "private: it helps us suggest people who fit the way you relate.";
+const unansweredText = (count) => `Answer every statement to see your result (${count} left).`;
+
+/** On your profile: your result, or an invitation to take the assessment. Right
+ * after you first saved your profile it is the next step, shown just below the
+ * form with "Skip for now"; otherwise it sits below the photos. */
+function AssessmentCard() {
+  const s = useStore();
+  const [error, setError] = useState("");
+  const heading = useRef(null);
+  useEffect(() => { if (state.assessment === undefined) loadAssessment().catch((e) => setError(e.message)); }, []);
+  const result = s.assessment?.result;
+  const offer = s.onboarding && s.assessment && !result;
+  useEffect(() => { if (offer) heading.current?.focus(); }, [offer]);
+  if (error) return html`<section class="card"><p class="error" role="alert">${error}</p></section>`;
+  if (!s.assessment || (!result && s.assessmentSkipped)) return null;
+  if (!result) {
+    return html`<section class=${"card invite" + (offer ? " offer" : "")} aria-labelledby="assessment-h">
+      ${offer && html`<p class="kicker">Next step · optional</p>`}
+      <h2 id="assessment-h" tabindex="-1" ref=${heading}>How do you relate?</h2>
+      <p>${assessmentPitch(s.assessment.items.length)}</p>
+      <div class="actions">
+        <a class="button primary" href="#/assessment">Take the assessment</a>
+        ${offer && html`<button type="button" class="link" onClick=${() => update({ onboarding: false, assessmentSkipped: true })}>
+          Skip for now</button>`}
+      </div>
+    </section>`;
+  }
+  const retakeAt = new Date(result.retake_after);
+  return html`<section class="card" aria-labelledby="assessment-h">
+    <h2 id="assessment-h">How you relate</h2>
+    <${AssessmentResult} result=${result} scale=${s.assessment.scale} />
+    <div class="actions">
+      <a class="button secondary" href="#/assessment">Retake</a>
+      <p class="hint">${retakeAt > Date.now() ? `You can retake it once a day: next after ${whenText(retakeAt)}.`
+        : "You can retake it once a day."}</p>
+    </div>
+  </section>`;
+}
+
+/** Your style, your two scores as bars, what they suggest; only you see this. */
+function AssessmentResult({ result, scale }) {
+  return html`<div class="result">
+    <p class="kicker">Your attachment style</p>
+    <p class="style-name">${STYLE_NAMES[result.style] ?? label(result.style)}</p>
+    <dl class="dimensions">
+      <${Dimension} name="Anxiety" about="worry about being let down" value=${result.anxiety} scale=${scale} />
+      <${Dimension} name="Avoidance" about="need for distance" value=${result.avoidance} scale=${scale} />
+    </dl>
+    <ul class="insights">${result.insights.map((line) => html`<li>${line}</li>`)}</ul>
+    <p class="private small"><strong>Only you can see this.</strong> Nobody else sees your style or scores; they only
+      shape whom we suggest to you.</p>
+  </div>`;
+}
+
+function Dimension({ name, about, value, scale }) {
+  const share = (value - scale.min) / (scale.max - scale.min);
+  const level = value >= (scale.min + scale.max) / 2 ? "high" : "low";
+  return html`<div class="dimension">
+    <dt>${name} <span class="muted small">(${about})</span></dt>
+    <dd>
+      <span class="bar" aria-hidden="true"><span class="fill" style=${{ width: `${Math.round(share * 100)}%` }}></span></span>
+      <span class="small">${value.toFixed(1)} of ${scale.max}, ${level}</span>
+    </dd>
+  </div>`;
+}
+
+/** One statement: a 1–7 radio group, its ends labelled. */
+function Statement({ item, n, scale, value, missing, onAnswer }) {
+  const name = "q-" + item.id;
+  const points = Array.from({ length: scale.max - scale.min + 1 }, (_, k) => scale.min + k);
+  const end = (k) => (k === scale.min ? label(scale.min_label) : k === scale.max ? label(scale.max_label) : "");
+  return html`<fieldset class=${"statement" + (missing ? " missing" : "")} id=${name}
+      aria-describedby=${missing ? name + "-error" : undefined}>
+    <legend><span class="q-num">${n}.</span> ${item.text}</legend>
+    <div class="scale">
+      <div class="points">
+      ${points.map((k) => html`<label class="point">
+        <input type="radio" name=${name} value=${k} checked=${value === k}
+          aria-label=${end(k) ? `${k}, ${end(k)}` : undefined} onChange=${() => onAnswer(item.id, k)} />
+        <span class="dot-choice">${k}</span>
+      </label>`)}
+      </div>
+      <div class="scale-ends" aria-hidden="true"><span>${end(scale.min)}</span><span>${end(scale.max)}</span></div>
+    </div>
+    ${missing && html`<p class="error" id=${name + "-error"}>Choose an answer.</p>`}
+  </fieldset>`;
+}
+
+function AssessmentScreen() {
+  const s = useStore();
+  const [answers, setAnswers] = useState({});
+  const [missing, setMissing] = useState([]);
+  const [error, setError] = useState("");
+  const [loadError, setLoadError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [done, setDone] = useState(null);
+  const resultHeading = useRef(null);
+  useEffect(() => {
+    scrollTo(0, 0);
+    loadAssessment().catch((e) => setLoadError(e.message));
+  }, []);
+  useEffect(() => { if (done) { scrollTo(0, 0); resultHeading.current?.focus(); } }, [done]);
+  const a = s.assessment;
+
+  function answer(id, k) {
+    setAnswers((old) => ({ ...old, [id]: k }));
+    setMissing((old) => old.filter((x) => x !== id));
+  }
+  function flag(ids) {
+    setMissing(ids);
+    document.querySelector(`#q-${CSS.escape(ids[0])} input`)?.focus();
+  }
+  async function submit(e) {
+    e.preventDefault();
+    setError("");
+    const left = a.items.map((q) => q.id).filter((id) => !(id in answers));
+    if (left.length) {
+      flag(left);
+      setError(unansweredText(left.length));
+      return;
+    }
+    setBusy(true);
+    try {
+      const result = await api.submitAssessment(answers);
+      update({ assessment: { ...state.assessment, result }, onboarding: false });
+      setDone(result);
+    } catch (err) {
+      if (err.code === RETAKE_TOO_SOON) {
+        const next = err.retryAfter !== null ? ` Your next chance is after ${whenText(new Date(Date.now() + err.retryAfter * 1000))}.` : "";
+        setError(`You can retake the assessment once a day.${next} Your current result stays as it is.`);
+      } else {
+        const named = new Set(err.message.split(/[^\w]+/));
+        const ids = a.items.map((q) => q.id).filter((id) => named.has(id));
+        if (ids.length) flag(ids);
+        setError(ids.length ? unansweredText(ids.length) : err.message);
+      }
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  if (done) {
+    return html`<main id="main" class="page">
+      <h1 tabindex="-1" ref=${resultHeading}>Your result</h1>
+      <section class="card" aria-label="Your result"><${AssessmentResult} result=${done} scale=${a.scale} /></section>
+      <div class="actions">
+        <a class="button primary" href="#/today">See today's suggestions</a>
+        <a class="button secondary" href="#/profile">Back to your profile</a>
+      </div>
+    </main>`;
+  }
+  const total = a?.items.length ?? 0;
+  const answered = a ? a.items.filter((q) => q.id in answers).length : 0;
+  const retaking = Boolean(a?.result);
+  return html`<main id="main" class="page">
+    <div class="title-row">
+      <h1>How do you relate?</h1>
+      ${retaking ? html`<a href="#/profile">Keep my current result</a>`
+        : html`<a href="#/today" onClick=${() => update({ onboarding: false, assessmentSkipped: true })}>Skip for now</a>`}
+    </div>
+    ${a && html`<p class="lede">${assessmentPitch(total)} There are no right answers: say how much each statement
+      sounds like you.</p>`}
+    ${loadError && html`<p class="error" role="alert">${loadError}</p>`}
+    ${!a && !loadError && html`<p class="muted">Loading…</p>`}
+    ${a && html`<form class="card assessment" onSubmit=${submit} novalidate aria-label="The assessment">
+      <div class="assessment-progress">
+        <progress max=${total} value=${answered} aria-labelledby="answered"></progress>
+        <span id="answered" class="small">${answered} of ${total} answered</span>
+      </div>
+      ${a.items.map((q, i) => html`<${Statement} key=${q.id} item=${q} n=${i + 1} scale=${a.scale} value=${answers[q.id]}
+        missing=${missing.includes(q.id)} onAnswer=${answer} />`)}
+      <div class="actions">
+        <button class="primary" type="submit" disabled=${busy} aria-describedby=${error ? "assessment-error" : undefined}>
+          See my result</button>
+      </div>
+      ${error && html`<p class="error" id="assessment-error" role="alert">${error}</p>`}
+    </form>`}
   </main>`;
 }
 
@@ -991,6 +1331,8 @@ function App() {
   let screen;
   if (r.name === "profile") screen = html`<${ProfileScreen} />`;
   else if (r.name === "account") screen = html`<${AccountScreen} />`;
+  else if (r.name === "today") screen = html`<${TodayScreen} />`;
+  else if (r.name === "assessment") screen = html`<${AssessmentScreen} />`;
   else if (r.name === "matches") screen = html`<${MatchesScreen} />`;
   else if (r.name === "chats") screen = html`<${InboxScreen} />`;
   else if (r.name === "chat" && r.id) screen = html`<${ConversationScreen} key=${r.id} cid=${r.id} />`;
@@ -999,7 +1341,7 @@ function App() {
     <header class="top">
       <a class="brand" href="#/discover">Proximity</a>
       <nav aria-label="Main" class="tabs">
-        ${tab("discover", "Discover")}${tab("matches", "Matches")}
+        ${tab("discover", "Discover")}${tab("today", "Today")}${tab("matches", "Matches")}
         ${tab("chats", "Chats", unread > 0 ? html` <span class="badge" aria-label=${`${unread} unread`}>${unread}</span>` : null)}
         ${tab("profile", "Profile")}
       </nav>

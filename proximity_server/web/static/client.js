@@ -33,6 +33,17 @@ export const MAX_PHOTOS = 6;
 export const REPORT_REASONS = ["spam", "harassment", "inappropriate_content", "fake_profile", "underage", "scam", "other"];
 /** Genders a profile may state and look for. */
 export const GENDERS = ["woman", "man", "nonbinary"];
+/** The value questions of a profile and their choices, in order (each may also be null: not said). */
+export const VALUE_CHOICES = {
+  family_plans: ["wants_children", "open_to_children", "does_not_want_children"],
+  smoking: ["never", "sometimes", "regularly"],
+  drinking: ["never", "socially", "often"],
+  faith_importance: ["not_important", "somewhat_important", "very_important"],
+};
+/** The server's time zone for a profile that never set one. */
+export const DEFAULT_TIME_ZONE = "UTC";
+/** Error code of an assessment retaken within a day of the last one (429, with Retry-After). */
+export const RETAKE_TOO_SOON = "retake_too_soon";
 
 const RENEW_AT_FRACTION = 0.8; // renew the access token at 80% of its lifetime
 const BACKOFF_BASE_MS = 500;
@@ -44,11 +55,21 @@ const COMMAND_TIMEOUT_MS = 10000;
  * @typedef {{code: string, message: string}} ErrorBody
  * @typedef {{photo_id: string, url: string, thumb_url: string, position: number}} Photo
  * @typedef {{lat: number, lon: number}} Location
+ * @typedef {{family_plans?: string|null, smoking?: string|null, drinking?: string|null,
+ *   faith_importance?: string|null, age_min?: number|null, age_max?: number|null,
+ *   max_distance_km?: number|null, time_zone?: string, crossed_paths?: boolean}} Preferences
  * @typedef {{display_name: string, birthdate: string, age?: number, gender: string,
  *   interested_in: string[], bio: string, interests: string[], location: Location|null,
- *   photos?: Photo[]}} Profile
+ *   photos?: Photo[]} & Preferences} Profile
+ * @typedef {{score: number, reasons: string[]}} Compatibility
  * @typedef {{user_id: string, display_name: string, age: number, gender: string, bio: string,
- *   interests: string[], photos: Photo[], distance_km: number|null}} PublicProfile
+ *   interests: string[], photos: Photo[], distance_km: number|null,
+ *   compatibility?: Compatibility|null}} PublicProfile
+ * @typedef {{anxiety: number, avoidance: number, style: string, insights: string[], taken_at: string,
+ *   retake_after: string}} AssessmentResult
+ * @typedef {{scale: {min: number, max: number, min_label: string, max_label: string},
+ *   items: {id: string, text: string}[], result: AssessmentResult|null}} Assessment
+ * @typedef {{date: string, items: PublicProfile[]}} Suggestions
  * @typedef {{user_id: string, email: string, created_at: string, profile: Profile|null}} Me
  * @typedef {{id: number, conversation_id: string, sender_id: string, client_id: string,
  *   text: string, created_at: string}} Message
@@ -91,6 +112,9 @@ const FIELD_NAMES = {
   display_name: "Display name", birthdate: "Birthdate", gender: "Gender", interested_in: "Interested in",
   bio: "Bio", interests: "Interests", "location.lat": "Latitude", "location.lon": "Longitude", location: "Location",
   email: "Email", password: "Password", text: "The message",
+  family_plans: "Family plans", smoking: "Smoking", drinking: "Drinking", faith_importance: "Importance of faith",
+  age_min: "Min age", age_max: "Max age", max_distance_km: "Max distance", time_zone: "Time zone",
+  crossed_paths: "Crossed paths",
 };
 
 /**
@@ -456,6 +480,18 @@ export class ApiClient {
   report(userId, reason, details = "") {
     return this.request("POST", "/reports", { body: { user_id: userId, reason, details } });
   }
+
+  // -- compatibility ----------------------------------------------------------
+
+  /** The assessment's statements, its scale, and your current result (null before the first). @returns {Promise<Assessment>} */
+  assessment() { return this.request("GET", "/me/assessment"); }
+  /**
+   * Answer every statement; a retake within a day of the last is refused (429 `retake_too_soon`).
+   * @param {Record<string, number>} answers statement id → 1..7 @returns {Promise<AssessmentResult>}
+   */
+  submitAssessment(answers) { return this.request("PUT", "/me/assessment", { body: { answers } }); }
+  /** Today's suggested people, best first, each with `compatibility`. @returns {Promise<Suggestions>} */
+  suggestions() { return this.request("GET", "/suggestions"); }
 
   // -- conversations ----------------------------------------------------------
 
