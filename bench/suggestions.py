@@ -94,7 +94,7 @@ async def main() -> None:
         records = PhotoRecords(pool)
         urls = PhotoUrls(derive_key(b"bench-only-key"), DEFAULT_PHOTO_URL_TTL_SECONDS)
         profiles = ProfileService(ProfileStore(pool), records, urls)
-        service = SuggestionService(profiles, SuggestionStore(pool), records, load_taxonomy(), 10, 50)
+        service = SuggestionService(profiles, SuggestionStore(pool), load_taxonomy(), 10, 50)
         job = SuggestionJob(service, JobLock(redis, f"bench:{schema}:", "suggestions", 60_000))
         started = time.perf_counter()
         made = await job.run_once() or 0

@@ -30,6 +30,7 @@ import asyncpg
 import orjson
 
 from store.discover import bounding_box
+from store.photos import Photo, photo_from_row
 from store.profiles import PROFILE_COLUMNS, Profile, profile_from_row
 
 WEEK: Final = dt.timedelta(days=7)
@@ -196,9 +197,21 @@ class Entry:
 @dataclass(frozen=True, slots=True)
 class StoredCard:
     profile: Profile
+    photos: list[Photo]
     distance_km: float | None
     score: int
     reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Around:
+    """A person's lists around a UTC date, read before their own local date
+    is known (it is one of three): their time zone, the dates that have a
+    list (possibly empty), and each date's cards, best first."""
+
+    time_zone: str
+    days: frozenset[dt.date]
+    cards: dict[dt.date, list[StoredCard]]
 
 
 def _candidate(row: asyncpg.Record) -> CandidateRow:
@@ -243,6 +256,33 @@ SELECT $5::bigint IS NULL OR EXISTS (SELECT 1 FROM fence) AS fenced_ok, EXISTS (
 """
 
 
+_AROUND: Final = f"""
+SELECT v.time_zone AS viewer_time_zone,
+       ARRAY(SELECT d.local_date FROM suggestion_days d
+             WHERE d.user_id = v.user_id AND d.local_date BETWEEN $2::date - 1 AND $2::date + 1) AS days,
+       c.*
+FROM profiles v
+LEFT JOIN LATERAL (
+    SELECT s.local_date, s.score, s.reasons, {PROFILE_COLUMNS},
+           CASE WHEN p.lat IS NULL OR v.lat IS NULL THEN NULL
+                ELSE {_DISTANCE.format(lat="v.lat", lon="v.lon")} END AS distance_km,
+           ARRAY(SELECT ph FROM photos ph WHERE ph.user_id = p.user_id ORDER BY ph.position) AS photos
+    FROM suggestions s
+    JOIN profiles p ON p.user_id = s.candidate_id JOIN users u ON u.id = p.user_id
+    WHERE s.user_id = v.user_id AND s.local_date BETWEEN $2::date - 1 AND $2::date + 1
+      AND u.deleted_at IS NULL AND u.banned_at IS NULL
+      AND NOT EXISTS (SELECT 1 FROM likes l WHERE l.liker = v.user_id AND l.likee = p.user_id)
+      AND NOT EXISTS (SELECT 1 FROM matches m WHERE m.user_a = least(v.user_id, p.user_id)
+                      AND m.user_b = greatest(v.user_id, p.user_id) AND m.ended_at IS NULL)
+      AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = v.user_id AND b.blocked = p.user_id)
+      AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = p.user_id AND b.blocked = v.user_id)
+      AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.reporter = v.user_id AND r.reported = p.user_id)
+    ORDER BY s.local_date, s.position
+) c ON true
+WHERE v.user_id = $1
+"""  # noqa: S608 (constant clauses)
+
+
 class SuggestionStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -274,15 +314,6 @@ class SuggestionStore:
         )
         return style
 
-    async def has_list(self, user_id: str, local_date: dt.date) -> bool:
-        return bool(
-            await self._pool.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM suggestion_days WHERE user_id = $1 AND local_date = $2)",
-                user_id,
-                local_date,
-            )
-        )
-
     async def save_list(
         self,
         user_id: str,
@@ -299,29 +330,27 @@ class SuggestionStore:
             raise FencedOut(f"fencing token {fence} is stale")
         return bool(row["made"])
 
-    async def cards(self, user_id: str, local_date: dt.date) -> list[StoredCard]:
-        """The day's list, best first, without anyone the person has since
-        liked, passed, matched, blocked (either way) or reported, or who left."""
-        # The viewer's location comes from the same query (v), by primary key.
-        distance = _DISTANCE.format(lat="v.lat", lon="v.lon")
-        rows = await self._pool.fetch(
-            f"""SELECT {PROFILE_COLUMNS}, s.score, s.reasons,
-                       CASE WHEN p.lat IS NULL OR v.lat IS NULL THEN NULL ELSE {distance} END AS distance_km
-                FROM suggestions s
-                JOIN profiles p ON p.user_id = s.candidate_id JOIN users u ON u.id = p.user_id
-                LEFT JOIN profiles v ON v.user_id = $1
-                WHERE s.user_id = $1 AND s.local_date = $2 AND u.deleted_at IS NULL AND u.banned_at IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM likes l WHERE l.liker = $1 AND l.likee = p.user_id)
-                  AND NOT EXISTS (SELECT 1 FROM matches m WHERE m.user_a = least($1::uuid, p.user_id)
-                                  AND m.user_b = greatest($1::uuid, p.user_id) AND m.ended_at IS NULL)
-                  AND NOT EXISTS (SELECT 1 FROM blocks b
-                                  WHERE (b.blocker, b.blocked) IN (($1, p.user_id), (p.user_id, $1)))
-                  AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.reported = p.user_id AND r.reporter = $1)
-                ORDER BY s.position""",  # noqa: S608 (constant clauses)
-            user_id,
-            local_date,
-        )
-        return [StoredCard(profile_from_row(r), r["distance_km"], r["score"], tuple(r["reasons"])) for r in rows]
+    async def around(self, user_id: str, utc_date: dt.date) -> Around | None:
+        """The person's lists dated the day before, on or after ``utc_date``
+        (every time zone's local date is one of these), in one query; None
+        without a profile. Cards leave out anyone the person has since liked,
+        passed, matched, blocked (either way) or reported, or who left."""
+        rows = await self._pool.fetch(_AROUND, user_id, utc_date)
+        if not rows:
+            return None
+        cards: dict[dt.date, list[StoredCard]] = {}
+        for r in rows:
+            if r["local_date"] is not None:
+                card = StoredCard(
+                    profile_from_row(r),
+                    [photo_from_row(ph) for ph in r["photos"]],
+                    r["distance_km"],
+                    r["score"],
+                    tuple(r["reasons"]),
+                )
+                cards.setdefault(r["local_date"], []).append(card)
+        first = rows[0]
+        return Around(first["viewer_time_zone"], frozenset(first["days"]), cards)
 
     async def due_people(self, now: dt.datetime, after: str | None, limit: int) -> list[tuple[Profile, str | None]]:
         """People active in the last 7 days with no list for their local date

@@ -396,7 +396,6 @@ async def compatibility_ctx(app: web.Application) -> AsyncIterator[None]:
     service = SuggestionService(
         app[keys.PROFILES],
         SuggestionStore(pool),
-        app[keys.DISCOVER].photos,
         app[keys.TAXONOMY],
         settings.suggestions_per_day,
         settings.suggestions_max_exposure,

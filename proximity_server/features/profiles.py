@@ -291,6 +291,11 @@ def public_view(
     }
 
 
+def profile_required() -> Conflict:
+    """What a feature that needs the viewer's own profile answers without one."""
+    return Conflict("create your profile first (PUT /me/profile)", code=PROFILE_REQUIRED_CODE)
+
+
 def distance_between(a: Location | None, b: Location | None) -> float | None:
     if a is None or b is None:
         return None
@@ -337,7 +342,7 @@ class ProfileService:
     async def viewer_profile(self, user_id: str) -> Profile:
         profile = await self.profiles.get(user_id)
         if profile is None:
-            raise Conflict("create your profile first (PUT /me/profile)", code=PROFILE_REQUIRED_CODE)
+            raise profile_required()
         return profile
 
     async def public(self, viewer_id: str, user_id: str) -> dict[str, Any]:

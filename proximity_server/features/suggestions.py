@@ -27,10 +27,9 @@ from typing import Any, Final
 
 from proximity_server.features.card_scores import person, person_of
 from proximity_server.features.compatibility import Person, points, score
-from proximity_server.features.profiles import ProfileService, age_on, public_view, years_before
+from proximity_server.features.profiles import ProfileService, age_on, profile_required, public_view, years_before
 from proximity_server.features.taxonomy import Taxonomy
 from store.job_lock import JobLock
-from store.photos import PhotoRecords
 from store.profiles import Profile
 from store.suggestions import CandidateQuery, CandidateRow, Entry, FencedOut, SuggestionStore
 
@@ -65,26 +64,26 @@ def walk_start(user_id: str, day: dt.date) -> str:
 class SuggestionService:
     profiles: ProfileService
     store: SuggestionStore
-    photos: PhotoRecords
     taxonomy: Taxonomy
     per_day: int
     max_exposure: int
     clock: Callable[[], dt.datetime] = utc_now
 
     async def today(self, user_id: str) -> dict[str, Any]:
-        viewer = await self.profiles.viewer_profile(user_id)
         now = self.clock()
-        day = local_date(now, viewer.prefs.time_zone)
-        # A stored list is served with one read; only an empty answer needs
-        # the check whether today's list was made (an empty list is a list).
-        cards = await self.store.cards(user_id, day)
-        if not cards and not await self.store.has_list(user_id, day):
+        # A stored list is served with one read, made before the person's
+        # local date is known (the read covers the dates it can be).
+        around = await self.store.around(user_id, now.date())
+        if around is None:
+            raise profile_required()
+        day = local_date(now, around.time_zone)
+        if day not in around.days:
+            viewer = await self.profiles.viewer_profile(user_id)
             await self.make_list(viewer, await self.store.viewer_extras(user_id), now)
-            cards = await self.store.cards(user_id, day)
-        photos = await self.photos.list_for_users([c.profile.user_id for c in cards])
+            around = await self.store.around(user_id, now.date()) or around
         items = []
-        for c in cards:
-            view = public_view(c.profile, photos.get(c.profile.user_id, []), c.distance_km, self.profiles.urls)
+        for c in around.cards.get(day, []):
+            view = public_view(c.profile, c.photos, c.distance_km, self.profiles.urls)
             view["compatibility"] = {"score": c.score, "reasons": list(c.reasons)}
             items.append(view)
         return {"date": day.isoformat(), "items": items}

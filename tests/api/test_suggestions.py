@@ -12,13 +12,14 @@ import pytest
 from config.settings import Settings
 from proximity_server.app import state as keys
 from proximity_server.features.crossed_paths import CrossedPaths
+from proximity_server.features.profiles import PROFILE_REQUIRED_CODE
 from proximity_server.features.suggestions import SuggestionJob, SuggestionService
 from store.crossed_paths import CrossedPathsStore, ordered
 from store.job_lock import JobLock
 from store.proximity import MatchDecision
 from store.suggestions import Entry, FencedOut
 from tests.conftest import AppClient, MakeClient
-from tests.profile_helpers import ACCOUNT_SETTINGS, User, with_profile
+from tests.profile_helpers import ACCOUNT_SETTINGS, User, sign_up, with_profile
 
 
 @pytest.fixture
@@ -165,3 +166,29 @@ async def test_crossed_paths_recorded_opted_out_expired_and_erased_on_block(
     assert await pg.fetchval("SELECT count(*) FROM crossed_paths") == 1
     assert (await client.post("/blocks", json={"user_id": a.user_id}, headers=b.headers)).status < 300
     assert await pg.fetchval("SELECT count(*) FROM crossed_paths") == 0
+
+
+async def test_the_day_is_the_persons_own(client: AppClient) -> None:
+    """Auckland is UTC+13 in December: its day turns at 11:00 UTC."""
+    viewer = await with_profile(client, time_zone="Pacific/Auckland")
+    for _ in range(4):
+        await man(client)
+    evening_utc = dt.datetime(2026, 12, 4, 20, 0, tzinfo=dt.UTC)
+    first = await service_at(client, evening_utc, per_day=2).today(viewer.user_id)
+    assert first["date"] == "2026-12-05" and len(first["items"]) == 2
+    before_midnight = await service_at(client, dt.datetime(2026, 12, 5, 10, 59, tzinfo=dt.UTC), per_day=2).today(
+        viewer.user_id
+    )
+    assert before_midnight == first
+    after_midnight = await service_at(client, dt.datetime(2026, 12, 5, 11, 1, tzinfo=dt.UTC), per_day=2).today(
+        viewer.user_id
+    )
+    assert after_midnight["date"] == "2026-12-06"
+    assert not {i["user_id"] for i in after_midnight["items"]} & {i["user_id"] for i in first["items"]}
+
+
+async def test_no_profile_no_suggestions(client: AppClient) -> None:
+    user = await sign_up(client)
+    resp = await client.get("/suggestions", headers=user.headers)
+    assert resp.status == 409
+    assert (await resp.json())["error"]["code"] == PROFILE_REQUIRED_CODE
