@@ -40,6 +40,7 @@ _DISTANCE: Final = (
     "cos(radians({lat})) * cos(radians(p.lat)) * power(sin(radians(p.lon - {lon}) / 2), 2)))))"
 )
 _EXACT: Final = _DISTANCE.format(lat="$12", lon="$13")
+OVERFETCH: Final = 4
 # The preferences scoring reads: the value questions, then the wishes (the
 # order _candidate unpacks them in).
 VALUE_NAMES: Final = ("family_plans", "smoking", "drinking", "faith_importance")
@@ -53,15 +54,16 @@ _SCORED_PREFERENCES: Final = ", ".join(f"p.{name}" for name in (*VALUE_NAMES, "a
 #  $15..$18 its bounding box (lon NULL when it spans every longitude)
 #  $19 the viewer's crossed-paths opt-in  $20 how many rows
 # The texts are constants, so each is prepared and planned once per connection.
-_FILTERS: Final = f"""p.user_id <> $1
+_CHEAP: Final = f"""p.user_id <> $1
     AND p.gender = ANY($2::text[]) AND $3 = ANY(p.interested_in)
     AND (p.age_min IS NULL OR p.age_min <= $4) AND (p.age_max IS NULL OR p.age_max >= $4)
     AND ($10::date IS NULL OR p.birthdate <= $10) AND ($11::date IS NULL OR p.birthdate > $11)
     AND (p.lat IS NULL OR $12::float8 IS NULL OR p.max_distance_km IS NULL OR {_EXACT} <= p.max_distance_km)
     AND (p.lat IS NULL OR $14::float8 IS NULL
          OR (p.lat BETWEEN $15 AND $16 AND ($17::float8 IS NULL OR p.lon BETWEEN $17 AND $18)
-             AND {_EXACT} <= $14))
-    AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = p.user_id
+             AND {_EXACT} <= $14))"""
+# Look-ups per row, after the column tests.
+_EXCLUSIONS: Final = """NOT EXISTS (SELECT 1 FROM users u WHERE u.id = p.user_id
                     AND (u.deleted_at IS NOT NULL OR u.banned_at IS NOT NULL))
     AND NOT EXISTS (SELECT 1 FROM likes l WHERE l.liker = $1 AND l.likee = p.user_id)
     AND NOT EXISTS (SELECT 1 FROM matches m WHERE m.user_a = least($1::uuid, p.user_id)
@@ -72,22 +74,29 @@ _FILTERS: Final = f"""p.user_id <> $1
     AND NOT EXISTS (SELECT 1 FROM suggestions s WHERE s.user_id = $1 AND s.candidate_id = p.user_id
                     AND s.shown_at >= $5::timestamptz - $6::interval)
     AND (SELECT count(*) FROM (SELECT 1 FROM suggestions s WHERE s.candidate_id = p.user_id
-                               AND s.shown_at >= $8 LIMIT $9) capped) < $9"""  # noqa: S608 (constant)
+                               AND s.shown_at >= $8 LIMIT $9) capped) < $9"""
 
 
-def _candidate_sql(where: str, order: str, limit: str = "$20", part: int = 0) -> str:
-    """``part`` tells the rows of a UNION ALL's branches apart."""
+def _candidate_sql(where: str, order: str, limit: str = "$20", part: int = 0, prefetch: bool = False) -> str:
+    """``part`` tells the rows of a UNION ALL's branches apart. ``prefetch``:
+    an order no index gives (every row the column tests pass gets sorted)
+    takes the first ``OVERFETCH`` times ``limit`` of them before the per-row
+    look-ups, instead of looking up every one."""
+    source = "profiles p"
+    if prefetch:
+        source = f"(SELECT * FROM profiles p WHERE {where} AND {_CHEAP} ORDER BY {order} LIMIT {limit} * {OVERFETCH}) p"  # noqa: S608
     return f"""SELECT {part} AS part, p.user_id, p.birthdate, p.interests, p.created_at, {_SCORED_PREFERENCES},
                  CASE WHEN p.lat IS NULL OR $12::float8 IS NULL THEN NULL ELSE {_EXACT} END AS distance_km,
                  (SELECT a.style FROM attachment_assessments a WHERE a.user_id = p.user_id) AS style,
                  (SELECT extract(epoch FROM $5::timestamptz - max(t.created_at)) / 86400
                   FROM refresh_tokens t WHERE t.user_id = p.user_id)::float8 AS days_since_active,
-                 COALESCE((SELECT c.count FROM crossed_paths c
+                 COALESCE((SELECT CASE WHEN c.last_at >= $5::timestamptz - $6::interval THEN c.count END
+                           FROM crossed_paths c
                            WHERE c.user_lo = least($1::uuid, p.user_id) AND c.user_hi = greatest($1::uuid, p.user_id)
-                             AND c.last_at >= $5::timestamptz - $6::interval AND p.crossed_paths AND $19), 0)
+                             AND p.crossed_paths AND $19), 0)
                    AS crossings
-              FROM profiles p
-              WHERE {where} AND {_FILTERS}
+              FROM {source}
+              WHERE {where} AND {_CHEAP} AND {_EXCLUSIONS}
               ORDER BY {order} LIMIT {limit}"""  # noqa: S608 (constant clauses; values are parameters)
 
 
@@ -99,14 +108,17 @@ _NEWCOMERS: Final = _candidate_sql(
 # The walk over the primary key from the day's start point, and its wrap-around.
 _WALK: Final = _candidate_sql("p.user_id >= $7::uuid", "p.user_id")
 _WRAP: Final = _candidate_sql("p.user_id < $7::uuid", "p.user_id")
-# A viewer with a maximum distance: the bounding box on profiles_lat_lon_idx,
-# in the walk's rotating order, then the profiles without a location
-# (profiles_no_location_idx), which that preference does not exclude.
-_NEAR: Final = _candidate_sql(
-    "p.lat BETWEEN $15 AND $16 AND ($17::float8 IS NULL OR p.lon BETWEEN $17 AND $18)",
-    "p.user_id < $7::uuid, p.user_id",
+# A viewer with a maximum distance: the located profiles in its bounding box
+# (profiles_point_idx; a box spanning every longitude is a latitude band), in
+# the walk's rotating order, then the profiles without a location
+# (profiles_no_location_idx, walked from the start point), which that
+# preference does not exclude.
+_IN_BOX: Final = (
+    "p.lat IS NOT NULL AND point(p.lon, p.lat) <@ box(point(coalesce($17::float8, -180), $15::float8),"
+    " point(coalesce($18::float8, 180), $16::float8))"
 )
-_UNPLACED: Final = _candidate_sql("p.lat IS NULL", "p.user_id < $7::uuid, p.user_id")
+_NEAR: Final = _candidate_sql(_IN_BOX, "p.user_id < $7::uuid, p.user_id", prefetch=True)
+_UNPLACED: Final = _candidate_sql("p.lat IS NULL AND p.user_id >= $7::uuid", "p.user_id", prefetch=True)
 _WALK_AND_NEWCOMERS: Final = f"({_WALK}) UNION ALL ({_NEWCOMERS})"
 _NEAR_AND_NEWCOMERS: Final = f"({_NEAR}) UNION ALL ({_NEWCOMERS})"
 
@@ -114,11 +126,12 @@ _NEAR_AND_NEWCOMERS: Final = f"({_NEAR}) UNION ALL ({_NEWCOMERS})"
 # design. Planning one costs more than running it and every custom plan comes
 # out alike, so each is planned once per connection; and a plan made while a
 # table was small (suggestions fills up all day) must not scan it later, so
-# sequential scans and hash or merge joins are ruled out for them. The pool's
+# sequential and bitmap scans (which lose the index order the walks stop
+# early on) and hash or merge joins are ruled out for them. The pool's
 # release restores the defaults for every other query (db.Connection).
 _INDEX_WALK_PLANS: Final = (
     "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off;"
-    " SET enable_hashjoin = off; SET enable_mergejoin = off"
+    " SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_bitmapscan = off"
 )
 
 
@@ -291,13 +304,17 @@ class SuggestionStore:
         """Up to ``limit`` candidates, plus up to ``newcomer_limit`` of the
         newest first-week profiles, each once."""
         near = q.viewer.location is not None and q.viewer.prefs.max_distance_km is not None
-        first, rest = (_NEAR_AND_NEWCOMERS, _UNPLACED) if near else (_WALK_AND_NEWCOMERS, _WRAP)
+        first, *rest = (_NEAR_AND_NEWCOMERS, _UNPLACED) if near else (_WALK_AND_NEWCOMERS, _WRAP)
         async with self._pool.acquire() as conn:
             await conn.set_session(_INDEX_WALK_PLANS)
             rows = list(await conn.fetch(first, *q.args(q.limit, q.newcomer_limit)))
             walked = sum(1 for row in rows if row["part"] == 0)
-            if walked < q.limit:
-                rows += await conn.fetch(rest, *q.args(q.limit - walked))
+            for more in rest:
+                if walked >= q.limit:
+                    break
+                found = await conn.fetch(more, *q.args(q.limit - walked))
+                rows += found
+                walked += len(found)
         seen: set[str] = set()
         out = []
         for row in rows:

@@ -5,6 +5,11 @@
 -- candidate queries anti-join this small index instead of all of users.
 CREATE INDEX users_gone_idx ON users (id) WHERE deleted_at IS NOT NULL OR banned_at IS NOT NULL;
 
+-- Located profiles as points (lon, lat) in a GiST index: a viewer with a
+-- maximum distance reads exactly the rows in its bounding box, instead of
+-- the whole latitude band profiles_lat_lon_idx would scan.
+CREATE INDEX profiles_point_idx ON profiles USING gist (point(lon, lat)) WHERE lat IS NOT NULL;
+
 -- Profiles without a location, in key order: a viewer with a maximum
 -- distance walks these besides the bounding box on profiles_lat_lon_idx
 -- (a distance preference applies only when both locations are known).

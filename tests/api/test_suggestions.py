@@ -192,3 +192,19 @@ async def test_no_profile_no_suggestions(client: AppClient) -> None:
     resp = await client.get("/suggestions", headers=user.headers)
     assert resp.status == 409
     assert (await resp.json())["error"]["code"] == PROFILE_REQUIRED_CODE
+
+
+async def test_distance_wishes_apply_both_ways(client: AppClient) -> None:
+    """A viewer with a maximum distance reads the box around them and the
+    people without a location; a candidate's own maximum applies too."""
+    berlin = {"lat": 52.52, "lon": 13.405}
+    viewer = await with_profile(client, location=berlin, max_distance_km=50)
+    potsdam = await man(client, location={"lat": 52.39, "lon": 13.06})  # about 27 km
+    unplaced = await man(client)
+    hamburg = await man(client, location={"lat": 53.55, "lon": 9.99})  # about 255 km
+    picky = await man(client, location={"lat": 52.52, "lon": 13.58}, max_distance_km=5)  # 12 km, wants 5
+    got = {i["user_id"]: i for i in await suggested(client, viewer)}
+    assert set(got) == {potsdam.user_id, unplaced.user_id}
+    km = got[potsdam.user_id]["distance_km"]
+    assert isinstance(km, int | float) and 20 < km < 35
+    assert hamburg.user_id not in got and picky.user_id not in got
