@@ -193,38 +193,44 @@ def _factors(a: Person, b: Person, distance_km: float | None) -> dict[str, float
 
 
 _TOTAL_WEIGHT: Final = sum(WEIGHTS.values())
-
-
-def _directional(factors: Mapping[str, float | None]) -> tuple[float, float]:
-    """(raw 0..1, coverage 0..1) of one side's factors."""
-    weight = total = 0.0
-    for name, value in factors.items():
-        if value is not None:
-            weight += WEIGHTS[name]
-            total += WEIGHTS[name] * value
-    return total / weight, weight / _TOTAL_WEIGHT
+_ATTACHMENT_W: Final = WEIGHTS["attachment"]
+_INTERESTS_W: Final = WEIGHTS["interests"]
+_VALUES_W: Final = WEIGHTS["values"]
+_DEMOGRAPHICS_W: Final = WEIGHTS["demographics"]
 
 
 def crossed_boost(crossings: int) -> int:
     return min(CROSSED_BOOST_MAX, CROSSED_BOOST_PER * max(0, crossings))
 
 
-def _total(f_ab: Mapping[str, float | None], f_ba: Mapping[str, float | None], crossings: int) -> int:
-    raw_ab, coverage = _directional(f_ab)
-    raw_ba, _ = _directional(f_ba)
+def points(a: Person, b: Person, *, distance_km: float | None = None, crossings: int = 0) -> int:
+    """The symmetric score (``score`` without its reasons and breakdown):
+    ranking many candidates needs those only for the few it keeps.
+
+    Attachment fit, interests and values read the same from either side, so
+    they are computed once; only demographics (age wishes, distance decay,
+    activity) differ between A→B and B→A."""
+    weight = _DEMOGRAPHICS_W
+    shared = 0.0
+    if a.style and b.style:
+        weight += _ATTACHMENT_W
+        shared += _ATTACHMENT_W * attachment_fit(a.style, b.style)
+    if (interests := interests_factor(a, b)) is not None:
+        weight += _INTERESTS_W
+        shared += _INTERESTS_W * interests
+    if (values := values_factor(a, b)) is not None:
+        weight += _VALUES_W
+        shared += _VALUES_W * values
+    raw_ab = (shared + _DEMOGRAPHICS_W * demographics_factor(a, b, distance_km)) / weight
+    raw_ba = (shared + _DEMOGRAPHICS_W * demographics_factor(b, a, distance_km)) / weight
     raw = math.sqrt(raw_ab * raw_ba) * 100
+    coverage = weight / _TOTAL_WEIGHT
     shrunk = NEUTRAL + (raw - NEUTRAL) * (MIN_SHRINK + (1 - MIN_SHRINK) * coverage)
     return max(0, min(100, round(shrunk + crossed_boost(crossings))))
 
 
-def points(a: Person, b: Person, *, distance_km: float | None = None, crossings: int = 0) -> int:
-    """The symmetric score alone (what ``score`` gives, without its reasons):
-    ranking many candidates needs reasons only for the few it keeps."""
-    return _total(_factors(a, b, distance_km), _factors(b, a, distance_km), crossings)
-
-
 def score(a: Person, b: Person, *, distance_km: float | None = None, crossings: int = 0) -> Compatibility:
-    """The symmetric score of A and B, with reasons addressed to A."""
+    """The symmetric score of A and B, with its breakdown and reasons addressed to A."""
     f_ab, f_ba = _factors(a, b, distance_km), _factors(b, a, distance_km)
     breakdown: dict[str, int | None] = {}
     for name in WEIGHTS:
@@ -232,7 +238,7 @@ def score(a: Person, b: Person, *, distance_km: float | None = None, crossings: 
         breakdown[name] = None if x is None or y is None else round(math.sqrt(x * y) * 100)
     breakdown["crossed_paths_boost"] = crossed_boost(crossings)
     reasons_for_a = reasons(a, b, distance_km=distance_km, crossings=crossings)
-    return Compatibility(_total(f_ab, f_ba, crossings), breakdown, reasons_for_a)
+    return Compatibility(points(a, b, distance_km=distance_km, crossings=crossings), breakdown, reasons_for_a)
 
 
 def _times(n: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 
@@ -11,13 +12,20 @@ from proximity_server.features.compatibility import (
     ANXIOUS,
     AVOIDANT,
     FEARFUL,
+    MIN_SHRINK,
+    NEUTRAL,
     SECURE,
     STYLES,
+    WEIGHTS,
     Person,
     attachment_fit,
+    crossed_boost,
+    demographics_factor,
     distance_fit,
+    interests_factor,
     points,
     score,
+    values_factor,
 )
 from proximity_server.features.errors import BadRequest
 
@@ -104,13 +112,35 @@ def test_scores_symmetric_and_bounded(a: Person, b: Person, distance: float | No
     assert 0 <= ab.score <= 100
 
 
+def reference_score(a: Person, b: Person, distance: float | None, crossings: int) -> int:
+    """The documented formula, side by side: each side's weighted mean of
+    the factors both people have, their geometric mean, shrunk towards 50 by
+    the weight missing, plus the crossed-paths boost."""
+
+    def side(x: Person, y: Person) -> tuple[float, float]:
+        factors = {
+            "attachment": attachment_fit(x.style, y.style) if x.style and y.style else None,
+            "interests": interests_factor(x, y),
+            "values": values_factor(x, y),
+            "demographics": demographics_factor(x, y, distance),
+        }
+        present = {k: v for k, v in factors.items() if v is not None}
+        weight = sum(WEIGHTS[k] for k in present)
+        return sum(WEIGHTS[k] * v for k, v in present.items()) / weight, weight / sum(WEIGHTS.values())
+
+    (ab, coverage), (ba, _) = side(a, b), side(b, a)
+    raw = math.sqrt(ab * ba) * 100
+    shrunk = NEUTRAL + (raw - NEUTRAL) * (MIN_SHRINK + (1 - MIN_SHRINK) * coverage)
+    return max(0, min(100, round(shrunk + crossed_boost(crossings))))
+
+
 @pytest.mark.parametrize(("a", "b"), list(itertools.product(PEOPLE, PEOPLE)))
 @pytest.mark.parametrize(("distance", "crossings"), [(None, 0), (3.0, 1), (250.0, 5)])
-def test_points_is_the_score_without_its_reasons(a: Person, b: Person, distance: float | None, crossings: int) -> None:
-    """Ranking uses points(); the list stores score(): they must agree."""
-    assert points(a, b, distance_km=distance, crossings=crossings) == score(
-        a, b, distance_km=distance, crossings=crossings
-    ).score
+def test_points_follow_the_documented_formula(a: Person, b: Person, distance: float | None, crossings: int) -> None:
+    """points() computes the shared factors once; it must still give the formula's number."""
+    expected = reference_score(a, b, distance, crossings)
+    assert points(a, b, distance_km=distance, crossings=crossings) == expected
+    assert score(a, b, distance_km=distance, crossings=crossings).score == expected
 
 
 def test_reasons_match_the_data() -> None:
