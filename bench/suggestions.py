@@ -171,6 +171,7 @@ async def main() -> None:
     parser.add_argument("--active", type=int, default=2_000, help="people active this week (the job's work)")
     parser.add_argument("--requests", type=int, default=500, help="people measured per latency figure")
     parser.add_argument("--rate", type=float, default=None, help="total requests/s of the paced run")
+    parser.add_argument("--keep", action="store_true", help="keep the schema (printed) to look into")
     args = parser.parse_args()
     dsn = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     redis = redis_client.create_client(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -220,8 +221,11 @@ async def main() -> None:
         steady = await paced(service.today, crowd * 4, CLIENTS, rate)
         line(f"precomputed, 32 clients at {rate:.0f}/s in all", steady, base_p99)
     finally:
-        async with pool.acquire() as conn:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        if args.keep:
+            print(f"kept schema {schema}")
+        else:
+            async with pool.acquire() as conn:
+                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await pool.close()
         await redis.aclose()
 

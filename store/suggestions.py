@@ -135,6 +135,9 @@ _INDEX_WALK_PLANS: Final = (
 )
 
 
+_ASYNC_COMMIT: Final = "SET synchronous_commit = off"
+
+
 class FencedOut(Exception):
     """A newer job holder exists: this one's writes are refused."""
 
@@ -342,7 +345,13 @@ class SuggestionStore:
         """Store the day's list unless one exists already (False then), in one
         statement; with a ``fence``, only while it is the newest one seen."""
         cards = orjson.dumps([[e.candidate_id, e.score, list(e.reasons)] for e in entries]).decode()
-        row = await self._pool.fetchrow(_SAVE_LIST, user_id, local_date, now, cards, fence, JOB_NAME)
+        async with self._pool.acquire() as conn:
+            if fence is not None:
+                # The job's lists are derived data: one lost in a crash is made
+                # again on the person's first request, so the job does not wait
+                # for each commit to reach the disk.
+                await conn.set_session(_ASYNC_COMMIT)
+            row = await conn.fetchrow(_SAVE_LIST, user_id, local_date, now, cards, fence, JOB_NAME)
         if not row["fenced_ok"]:
             raise FencedOut(f"fencing token {fence} is stale")
         return bool(row["made"])
