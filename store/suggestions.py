@@ -1,28 +1,35 @@
 """Daily suggestion lists in PostgreSQL, and the candidates they are picked from.
 
-Candidates are picked set-wise in SQL, never by scoring all pairs: one query
-walks the primary key from a start point that rotates per person and day
-(``start``) and stops after ``limit`` rows that pass every filter; a second
-takes the newest first-week profiles (``profiles_discover_idx``). Filters,
-each an indexed look-up per row (``_filters``): mutual gender, age and distance
-preferences both ways, deleted accounts, anyone the viewer liked or passed
-(``likes`` key), an active match (``matches_active_pair_key``), a block either
-way (``blocks`` key and ``blocks_blocked_idx``), anyone the viewer reported
-(``reports_reported_idx``), anyone shown to the viewer in the last 7 days and
-anyone already in ``max_exposure`` lists this UTC day
-(``suggestions_user_candidate_idx``, ``suggestions_exposure_idx``).
+Candidates are picked set-wise in SQL, never by scoring all pairs. The first
+query (one round trip) reads up to ``limit`` rows in an order an index gives,
+from a start point that rotates per person and day, stopping when it has them,
+plus the newest first-week profiles (``profiles_discover_idx``):
+
+- without a maximum distance, the primary key from ``start`` (wrapping round);
+- with one, the located profiles in its bounding box (``profiles_point_idx``,
+  GiST), then the profiles without a location (``profiles_no_location_idx``),
+  which that preference does not exclude.
+
+Column tests come first: mutual gender, age and distance preferences both
+ways. Then, per row: not deleted or banned (``users_gone_idx``), not anyone the
+viewer already dealt with (liked or passed, matched, blocked either way,
+reported, shown in the last 7 days: one array read once per query from the
+viewer's own index entries), not already in ``max_exposure`` lists this UTC
+day (``suggestions_exposure_idx``). Planning settings for these queries are
+in ``_INDEX_WALK_PLANS``.
 
 A list is one ``suggestion_days`` row (also for an empty list: the day is
-done) and its ``suggestions`` rows; the first writer of a day wins.
-Background jobs write under a fencing token (``job_fences``): a write with a
-token below the highest one seen comes from a holder whose lock expired and
-is refused with :class:`FencedOut`.
+done) and its ``suggestions`` rows, written in one statement; the first writer
+of a day wins. Background jobs write under a fencing token (``job_fences``): a
+write with a token below the highest one seen comes from a holder whose lock
+expired and is refused with :class:`FencedOut`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -63,18 +70,26 @@ _CHEAP: Final = f"""p.user_id <> $1
          OR (p.lat BETWEEN $15 AND $16 AND ($17::float8 IS NULL OR p.lon BETWEEN $17 AND $18)
              AND {_EXACT} <= $14))"""
 # Look-ups per row, after the column tests.
-_EXCLUSIONS: Final = """NOT EXISTS (SELECT 1 FROM users u WHERE u.id = p.user_id
+# Everyone the viewer already dealt with: liked or passed, matched, blocked
+# either way, reported, or was shown in the last 7 days. Read once per query
+# (a hashed SubPlan over the viewer's own index entries), then one hash probe
+# per row instead of six index look-ups. (None of these columns is NULL, so
+# NOT IN means what it says.)
+_DEALT_WITH: Final = """(SELECT x FROM (
+        SELECT l.likee FROM likes l WHERE l.liker = $1
+        UNION ALL SELECT m.user_b FROM matches m WHERE m.user_a = $1 AND m.ended_at IS NULL
+        UNION ALL SELECT m.user_a FROM matches m WHERE m.user_b = $1 AND m.ended_at IS NULL
+        UNION ALL SELECT b.blocked FROM blocks b WHERE b.blocker = $1
+        UNION ALL SELECT b.blocker FROM blocks b WHERE b.blocked = $1
+        UNION ALL SELECT r.reported FROM reports r WHERE r.reporter = $1
+        UNION ALL SELECT s.candidate_id FROM suggestions s
+                  WHERE s.user_id = $1 AND s.shown_at >= $5::timestamptz - $6::interval) dealt (x))"""
+# Look-ups per row, after the column tests.
+_EXCLUSIONS: Final = f"""p.user_id NOT IN {_DEALT_WITH}
+    AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = p.user_id
                     AND (u.deleted_at IS NOT NULL OR u.banned_at IS NOT NULL))
-    AND NOT EXISTS (SELECT 1 FROM likes l WHERE l.liker = $1 AND l.likee = p.user_id)
-    AND NOT EXISTS (SELECT 1 FROM matches m WHERE m.user_a = least($1::uuid, p.user_id)
-                    AND m.user_b = greatest($1::uuid, p.user_id) AND m.ended_at IS NULL)
-    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = $1 AND b.blocked = p.user_id)
-    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = p.user_id AND b.blocked = $1)
-    AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.reporter = $1 AND r.reported = p.user_id)
-    AND NOT EXISTS (SELECT 1 FROM suggestions s WHERE s.user_id = $1 AND s.candidate_id = p.user_id
-                    AND s.shown_at >= $5::timestamptz - $6::interval)
     AND (SELECT count(*) FROM (SELECT 1 FROM suggestions s WHERE s.candidate_id = p.user_id
-                               AND s.shown_at >= $8 LIMIT $9) capped) < $9"""
+                               AND s.shown_at >= $8 LIMIT $9) capped) < $9"""  # noqa: S608 (constant)
 
 
 def _candidate_sql(where: str, order: str, limit: str = "$20", part: int = 0, prefetch: bool = False) -> str:
@@ -135,7 +150,7 @@ _INDEX_WALK_PLANS: Final = (
 )
 
 
-_ASYNC_COMMIT: Final = "SET synchronous_commit = off"
+_ASYNC_COMMIT: Final = "; SET synchronous_commit = off"
 
 
 class FencedOut(Exception):
@@ -299,25 +314,25 @@ WHERE v.user_id = $1
 """  # noqa: S608 (constant clauses)
 
 
-class SuggestionStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+class ListWriter:
+    """Candidate reads and list writes on one connection (SuggestionStore.lists)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
 
     async def candidates(self, q: CandidateQuery) -> list[CandidateRow]:
         """Up to ``limit`` candidates, plus up to ``newcomer_limit`` of the
         newest first-week profiles, each once."""
         near = q.viewer.location is not None and q.viewer.prefs.max_distance_km is not None
         first, *rest = (_NEAR_AND_NEWCOMERS, _UNPLACED) if near else (_WALK_AND_NEWCOMERS, _WRAP)
-        async with self._pool.acquire() as conn:
-            await conn.set_session(_INDEX_WALK_PLANS)
-            rows = list(await conn.fetch(first, *q.args(q.limit, q.newcomer_limit)))
-            walked = sum(1 for row in rows if row["part"] == 0)
-            for more in rest:
-                if walked >= q.limit:
-                    break
-                found = await conn.fetch(more, *q.args(q.limit - walked))
-                rows += found
-                walked += len(found)
+        rows = list(await self._conn.fetch(first, *q.args(q.limit, q.newcomer_limit)))
+        walked = sum(1 for row in rows if row["part"] == 0)
+        for more in rest:
+            if walked >= q.limit:
+                break
+            found = await self._conn.fetch(more, *q.args(q.limit - walked))
+            rows += found
+            walked += len(found)
         seen: set[str] = set()
         out = []
         for row in rows:
@@ -326,13 +341,6 @@ class SuggestionStore:
                 seen.add(c.user_id)
                 out.append(c)
         return out
-
-    async def viewer_extras(self, user_id: str) -> str | None:
-        """The person's own attachment style, if they took the assessment."""
-        style: str | None = await self._pool.fetchval(
-            "SELECT style FROM attachment_assessments WHERE user_id = $1", user_id
-        )
-        return style
 
     async def save_list(
         self,
@@ -345,16 +353,45 @@ class SuggestionStore:
         """Store the day's list unless one exists already (False then), in one
         statement; with a ``fence``, only while it is the newest one seen."""
         cards = orjson.dumps([[e.candidate_id, e.score, list(e.reasons)] for e in entries]).decode()
-        async with self._pool.acquire() as conn:
-            if fence is not None:
-                # The job's lists are derived data: one lost in a crash is made
-                # again on the person's first request, so the job does not wait
-                # for each commit to reach the disk.
-                await conn.set_session(_ASYNC_COMMIT)
-            row = await conn.fetchrow(_SAVE_LIST, user_id, local_date, now, cards, fence, JOB_NAME)
+        row = await self._conn.fetchrow(_SAVE_LIST, user_id, local_date, now, cards, fence, JOB_NAME)
         if not row["fenced_ok"]:
             raise FencedOut(f"fencing token {fence} is stale")
         return bool(row["made"])
+
+
+class SuggestionStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @contextlib.asynccontextmanager
+    async def lists(self, *, background: bool = False) -> AsyncIterator[ListWriter]:
+        """One connection set up for making lists, for as many as the caller
+        makes: a job worker keeps it for a whole batch. ``background``: the
+        job's writes (derived data: a list lost in a crash is made again on
+        the person's first request) do not wait for their commit's flush."""
+        async with self._pool.acquire() as conn:
+            await conn.set_session(_INDEX_WALK_PLANS + (_ASYNC_COMMIT if background else ""))
+            yield ListWriter(conn)
+
+    async def save_list(
+        self,
+        user_id: str,
+        local_date: dt.date,
+        now: dt.datetime,
+        entries: Sequence[Entry],
+        fence: int | None = None,
+    ) -> bool:
+        """:meth:`ListWriter.save_list` on a connection of its own."""
+        async with self.lists() as writer:
+            return await writer.save_list(user_id, local_date, now, entries, fence)
+
+    async def viewer_extras(self, user_id: str) -> str | None:
+        """The person's own attachment style, if they took the assessment."""
+        style: str | None = await self._pool.fetchval(
+            "SELECT style FROM attachment_assessments WHERE user_id = $1", user_id
+        )
+        return style
+
 
     async def around(self, user_id: str, utc_date: dt.date) -> Around | None:
         """The person's lists dated the day before, on or after ``utc_date``

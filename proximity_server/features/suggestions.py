@@ -31,7 +31,7 @@ from proximity_server.features.profiles import ProfileService, age_on, profile_r
 from proximity_server.features.taxonomy import Taxonomy
 from store.job_lock import JobLock
 from store.profiles import Profile
-from store.suggestions import CandidateQuery, CandidateRow, Entry, FencedOut, SuggestionStore
+from store.suggestions import CandidateQuery, CandidateRow, Entry, FencedOut, ListWriter, SuggestionStore
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ class SuggestionService:
         day = local_date(now, around.time_zone)
         if day not in around.days:
             viewer = await self.profiles.viewer_profile(user_id)
-            await self.make_list(viewer, await self.store.viewer_extras(user_id), now)
+            async with self.store.lists() as writer:
+                await self.make_list(writer, viewer, await self.store.viewer_extras(user_id), now)
             around = await self.store.around(user_id, now.date()) or around
         items = []
         for c in around.cards.get(day, []):
@@ -88,7 +89,9 @@ class SuggestionService:
             items.append(view)
         return {"date": day.isoformat(), "items": items}
 
-    async def make_list(self, viewer: Profile, style: str | None, now: dt.datetime, fence: int | None = None) -> bool:
+    async def make_list(
+        self, writer: ListWriter, viewer: Profile, style: str | None, now: dt.datetime, fence: int | None = None
+    ) -> bool:
         """Pick, score and store the day's list (False if one existed);
         ``style`` is the viewer's attachment style, if they took the assessment."""
         day = local_date(now, viewer.prefs.time_zone)
@@ -106,10 +109,10 @@ class SuggestionService:
             limit=CANDIDATE_POOL,
             newcomer_limit=NEWCOMER_POOL,
         )
-        candidates = await self.store.candidates(query)
+        candidates = await writer.candidates(query)
         me = person(viewer, self.taxonomy, today, style, 0.0)
         entries = self.rank(me, candidates, today, now)
-        return await self.store.save_list(viewer.user_id, day, now, entries, fence)
+        return await writer.save_list(viewer.user_id, day, now, entries, fence)
 
     def rank(self, me: Person, candidates: list[CandidateRow], today: dt.date, now: dt.datetime) -> list[Entry]:
         """The best ``per_day``, best first (ties by id); reasons only for those."""
@@ -155,17 +158,14 @@ class SuggestionJob:
         try:
             now = self._service.clock()
             after: str | None = None
-            gate = asyncio.Semaphore(JOB_CONCURRENCY)
-
-            async def one(profile: Profile, style: str | None) -> bool:
-                async with gate:
-                    return await self._service.make_list(profile, style, now, token)
-
             while True:
                 people = await self._service.store.due_people(now, after, JOB_BATCH)
                 if not people:
                     break
-                made += sum(await asyncio.gather(*(one(p, style) for p, style in people)))
+                queue = list(reversed(people))
+                made += sum(
+                    await asyncio.gather(*(self._worker(queue, now, token) for _ in range(JOB_CONCURRENCY)))
+                )
                 after = people[-1][0].user_id
                 if not await self._lock.extend(token):
                     log.warning("suggestion job lost its lock; stopping")
@@ -175,6 +175,16 @@ class SuggestionJob:
         finally:
             await self._lock.release(token)
         self.last_run_people = made
+        return made
+
+    async def _worker(self, queue: list[tuple[Profile, str | None]], now: dt.datetime, token: int) -> int:
+        """Make lists for people taken from ``queue`` until it is empty, on one
+        connection kept for the batch."""
+        made = 0
+        async with self._service.store.lists(background=True) as writer:
+            while queue:
+                profile, style = queue.pop()
+                made += await self._service.make_list(writer, profile, style, now, token)
         return made
 
     async def run(self) -> None:
