@@ -88,7 +88,7 @@ def bounding_box(centre: Location, km: float) -> BoundingBox:
 
 
 def haversine_km(a: Location, b: Location) -> float:
-    """Great-circle distance; the same formula as :func:`_haversine_sql`."""
+    """Great-circle distance; the same formula as :func:`haversine_sql`."""
     dlat = math.radians(b.lat - a.lat)
     dlon = math.radians(b.lon - a.lon)
     cos_product = math.cos(math.radians(a.lat)) * math.cos(math.radians(b.lat))
@@ -96,7 +96,7 @@ def haversine_km(a: Location, b: Location) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
-def _haversine_sql(lat: str, lon: str) -> str:
+def haversine_sql(lat: str, lon: str) -> str:
     return (
         f"(2 * {EARTH_RADIUS_KM} * asin(least(1, sqrt("
         f"power(sin(radians(p.lat - {lat}) / 2), 2) + "
@@ -144,7 +144,7 @@ def page_sql(q: DiscoverQuery) -> tuple[str, list[object]]:
     loc = q.viewer_location
     if loc is not None:
         lat, lon = arg(loc.lat), arg(loc.lon)
-        exact = _haversine_sql(lat, lon)
+        exact = haversine_sql(lat, lon)
         distance = f"CASE WHEN p.lat IS NULL THEN NULL ELSE {exact} END"
         # Their saved distance preference, when both locations are known.
         where.append(f"(p.max_distance_km IS NULL OR p.lat IS NULL OR {exact} <= p.max_distance_km)")
@@ -155,7 +155,7 @@ def page_sql(q: DiscoverQuery) -> tuple[str, list[object]]:
             where.append(f"p.lat BETWEEN {arg(box.lat_min)} AND {arg(box.lat_max)}")
             if box.lon_min is not None and box.lon_max is not None:
                 where.append(f"p.lon BETWEEN {arg(box.lon_min)} AND {arg(box.lon_max)}")
-            where.append(f"{_haversine_sql(lat, lon)} <= {arg(q.max_distance_km)}")
+            where.append(f"{haversine_sql(lat, lon)} <= {arg(q.max_distance_km)}")
     sql = f"""SELECT {PROFILE_COLUMNS}, {distance} AS distance_km
               FROM profiles p JOIN users u ON u.id = p.user_id
               WHERE {" AND ".join(where)}

@@ -38,11 +38,10 @@ class Preferences:
     crossed_paths: bool = True
 
 
+# The value questions (fixed choices), in Preferences' order.
+VALUE_NAMES: Final = ("family_plans", "smoking", "drinking", "faith_importance")
 PREFERENCE_NAMES: Final = (
-    "family_plans",
-    "smoking",
-    "drinking",
-    "faith_importance",
+    *VALUE_NAMES,
     "age_min",
     "age_max",
     "max_distance_km",

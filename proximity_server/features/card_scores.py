@@ -15,9 +15,8 @@ from proximity_server.features.compatibility import Person, score
 from proximity_server.features.profiles import age_on
 from proximity_server.features.taxonomy import Taxonomy
 from store.compatibility import CompatibilityStore, Signals
-from store.profiles import Profile
+from store.profiles import VALUE_NAMES, Profile
 
-_VALUE_NAMES = ("family_plans", "smoking", "drinking", "faith_importance")
 _NO_SIGNALS = Signals(None, None, 0)
 
 
@@ -28,7 +27,7 @@ def utc_now() -> dt.datetime:
 def person(profile: Profile, taxonomy: Taxonomy, on: dt.date, style: str | None, days: float | None) -> Person:
     """What scoring knows of ``profile`` on day ``on``."""
     prefs = profile.prefs
-    values = {name: value for name in _VALUE_NAMES if (value := getattr(prefs, name)) is not None}
+    values = {name: value for name in VALUE_NAMES if (value := getattr(prefs, name)) is not None}
     return person_of(
         profile.birthdate, profile.interests, values, prefs.age_min, prefs.age_max, prefs.max_distance_km,
         taxonomy, on, style, days,
