@@ -13,8 +13,8 @@ plus the newest first-week profiles (``profiles_discover_idx``):
 Column tests come first: mutual gender, age and distance preferences both
 ways. Then, per row: not deleted or banned (``users_gone_idx``), not anyone the
 viewer already dealt with (liked or passed, matched, blocked either way,
-reported, shown in the last 7 days: one array read once per query from the
-viewer's own index entries), not already in ``max_exposure`` lists this UTC
+reported, shown in the last 7 days: read once per query from the viewer's
+own index entries into a hashed subplan), not already in ``max_exposure`` lists this UTC
 day (``suggestions_exposure_idx``). Planning settings for these queries are
 in ``_INDEX_WALK_PLANS``.
 
@@ -36,21 +36,16 @@ from typing import Final, NamedTuple
 import asyncpg
 import orjson
 
-from store.discover import bounding_box
+from store.discover import bounding_box, haversine_sql
 from store.photos import Photo, photo_from_row
-from store.profiles import PROFILE_COLUMNS, Profile, profile_from_row
+from store.profiles import PROFILE_COLUMNS, VALUE_NAMES, Profile, profile_from_row
 
 WEEK: Final = dt.timedelta(days=7)
 JOB_NAME: Final = "suggestions"
-_DISTANCE: Final = (
-    "(2 * 6371.0088 * asin(least(1, sqrt(power(sin(radians(p.lat - {lat}) / 2), 2) + "
-    "cos(radians({lat})) * cos(radians(p.lat)) * power(sin(radians(p.lon - {lon}) / 2), 2)))))"
-)
-_EXACT: Final = _DISTANCE.format(lat="$12", lon="$13")
+_EXACT: Final = haversine_sql("$12", "$13")
 OVERFETCH: Final = 4
 # The preferences scoring reads: the value questions, then the wishes (the
 # order _candidate unpacks them in).
-VALUE_NAMES: Final = ("family_plans", "smoking", "drinking", "faith_importance")
 _SCORED_PREFERENCES: Final = ", ".join(f"p.{name}" for name in (*VALUE_NAMES, "age_min", "age_max", "max_distance_km"))
 
 # Every candidate query takes the same parameters (CandidateQuery.args):
@@ -69,21 +64,22 @@ _CHEAP: Final = f"""p.user_id <> $1
     AND (p.lat IS NULL OR $14::float8 IS NULL
          OR (p.lat BETWEEN $15 AND $16 AND ($17::float8 IS NULL OR p.lon BETWEEN $17 AND $18)
              AND {_EXACT} <= $14))"""
-# Look-ups per row, after the column tests.
-# Everyone the viewer already dealt with: liked or passed, matched, blocked
-# either way, reported, or was shown in the last 7 days. Read once per query
-# (a hashed SubPlan over the viewer's own index entries), then one hash probe
-# per row instead of six index look-ups. (None of these columns is NULL, so
-# NOT IN means what it says.)
-_DEALT_WITH: Final = """(SELECT x FROM (
+# Everyone the viewer acted on: liked or passed, matched, blocked either way
+# (as blocker or blocked), reported. (None of these columns is NULL, so
+# NOT IN over it means what it says.)
+_ACTED_ON: Final = """
         SELECT l.likee FROM likes l WHERE l.liker = $1
         UNION ALL SELECT m.user_b FROM matches m WHERE m.user_a = $1 AND m.ended_at IS NULL
         UNION ALL SELECT m.user_a FROM matches m WHERE m.user_b = $1 AND m.ended_at IS NULL
         UNION ALL SELECT b.blocked FROM blocks b WHERE b.blocker = $1
         UNION ALL SELECT b.blocker FROM blocks b WHERE b.blocked = $1
-        UNION ALL SELECT r.reported FROM reports r WHERE r.reporter = $1
+        UNION ALL SELECT r.reported FROM reports r WHERE r.reporter = $1"""
+# Those, and everyone shown to the viewer in the last 7 days: read once per
+# query (a hashed SubPlan over the viewer's own index entries), then one hash
+# probe per row instead of six index look-ups.
+_DEALT_WITH: Final = f"""({_ACTED_ON}
         UNION ALL SELECT s.candidate_id FROM suggestions s
-                  WHERE s.user_id = $1 AND s.shown_at >= $5::timestamptz - $6::interval) dealt (x))"""
+                  WHERE s.user_id = $1 AND s.shown_at >= $5::timestamptz - $6::interval)"""  # noqa: S608 (constant)
 # Look-ups per row, after the column tests.
 _EXCLUSIONS: Final = f"""p.user_id NOT IN {_DEALT_WITH}
     AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = p.user_id
@@ -296,18 +292,12 @@ FROM profiles v
 LEFT JOIN LATERAL (
     SELECT s.local_date, s.score, s.reasons, {PROFILE_COLUMNS},
            CASE WHEN p.lat IS NULL OR v.lat IS NULL THEN NULL
-                ELSE {_DISTANCE.format(lat="v.lat", lon="v.lon")} END AS distance_km,
+                ELSE {haversine_sql("v.lat", "v.lon")} END AS distance_km,
            ARRAY(SELECT ph FROM photos ph WHERE ph.user_id = p.user_id ORDER BY ph.position) AS photos
     FROM suggestions s
     JOIN profiles p ON p.user_id = s.candidate_id JOIN users u ON u.id = p.user_id
     WHERE s.user_id = v.user_id AND s.local_date BETWEEN $2::date - 1 AND $2::date + 1
-      AND u.deleted_at IS NULL AND u.banned_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM likes l WHERE l.liker = v.user_id AND l.likee = p.user_id)
-      AND NOT EXISTS (SELECT 1 FROM matches m WHERE m.user_a = least(v.user_id, p.user_id)
-                      AND m.user_b = greatest(v.user_id, p.user_id) AND m.ended_at IS NULL)
-      AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = v.user_id AND b.blocked = p.user_id)
-      AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = p.user_id AND b.blocked = v.user_id)
-      AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.reporter = v.user_id AND r.reported = p.user_id)
+      AND u.deleted_at IS NULL AND u.banned_at IS NULL AND p.user_id NOT IN ({_ACTED_ON})
     ORDER BY s.local_date, s.position
 ) c ON true
 WHERE v.user_id = $1
@@ -372,18 +362,6 @@ class SuggestionStore:
         async with self._pool.acquire() as conn:
             await conn.set_session(_INDEX_WALK_PLANS + (_ASYNC_COMMIT if background else ""))
             yield ListWriter(conn)
-
-    async def save_list(
-        self,
-        user_id: str,
-        local_date: dt.date,
-        now: dt.datetime,
-        entries: Sequence[Entry],
-        fence: int | None = None,
-    ) -> bool:
-        """:meth:`ListWriter.save_list` on a connection of its own."""
-        async with self.lists() as writer:
-            return await writer.save_list(user_id, local_date, now, entries, fence)
 
     async def viewer_extras(self, user_id: str) -> str | None:
         """The person's own attachment style, if they took the assessment."""

@@ -11,7 +11,7 @@ CREATE INDEX users_gone_idx ON users (id) WHERE deleted_at IS NOT NULL OR banned
 CREATE INDEX profiles_point_idx ON profiles USING gist (point(lon, lat)) WHERE lat IS NOT NULL;
 
 -- Profiles without a location, in key order: a viewer with a maximum
--- distance walks these besides the bounding box on profiles_lat_lon_idx
+-- distance walks these besides the bounding box on profiles_point_idx
 -- (a distance preference applies only when both locations are known).
 CREATE INDEX profiles_no_location_idx ON profiles (user_id) WHERE lat IS NULL;
 

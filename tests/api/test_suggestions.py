@@ -140,9 +140,10 @@ async def test_job_runs_once_when_two_compete_and_the_other_takes_over(client: A
     assert new is not None and new > old
     day = dt.date(2030, 1, 1)
     now = dt.datetime.now(dt.UTC)
-    assert await svc.store.save_list(viewer.user_id, day, now, [], fence=new)
-    with pytest.raises(FencedOut):
-        await svc.store.save_list(viewer.user_id, day + dt.timedelta(days=1), now, [Entry(viewer.user_id, 1, ())], old)
+    async with svc.store.lists(background=True) as writer:
+        assert await writer.save_list(viewer.user_id, day, now, [], fence=new)
+        with pytest.raises(FencedOut):
+            await writer.save_list(viewer.user_id, day + dt.timedelta(days=1), now, [Entry(viewer.user_id, 1, ())], old)
 
 
 async def test_crossed_paths_recorded_opted_out_expired_and_erased_on_block(
